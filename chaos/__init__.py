@@ -1,0 +1,1 @@
+"""Black-box faults, workloads and checkers. Reaches members only through ``cluster``."""

@@ -1,0 +1,51 @@
+"""Typed WAL failures. Every message names the file and offset, or the index, involved."""
+
+from __future__ import annotations
+
+
+class WALError(Exception):
+    """Base of every error the wal package raises on purpose."""
+
+
+class CRCMismatchError(WALError):
+    """A record's CRC does not match: corruption (not a torn tail)."""
+
+
+class UnexpectedEOFError(WALError):
+    """The log ends inside a record: a torn tail, repairable with ``repair()``."""
+
+
+class SnapshotNotFoundError(WALError):
+    """The snapshot the WAL was opened at has no snapshot record in the log."""
+
+
+class SnapshotMismatchError(WALError):
+    """A snapshot record at the opened index has a different term."""
+
+
+class MetadataConflictError(WALError):
+    """Two metadata records in one WAL differ."""
+
+
+class WALLockedError(WALError):
+    """Another writer holds a lock on a segment of this WAL."""
+
+
+class WALExistsError(WALError):
+    """``create`` was asked to make a WAL where one already exists."""
+
+
+class WALNotFoundError(WALError):
+    """No WAL segment exists where one was expected."""
+
+
+class SequenceGapError(WALError):
+    """Segment sequence numbers are not consecutive."""
+
+
+class SliceOutOfRangeError(WALError):
+    """A requested index is outside what the WAL holds."""
+
+
+class FsyncError(WALError):
+    """An fsync or write failed; the WAL object is unusable from now on."""
