@@ -49,3 +49,38 @@ class SliceOutOfRangeError(WALError):
 
 class FsyncError(WALError):
     """An fsync or write failed; the WAL object is unusable from now on."""
+
+
+# --- snapshot files and storage backends (wal/snap.py, wal/storage.py, wal/backends/) ---
+
+
+class NoSnapshotError(WALError):
+    """No readable snapshot file matches what was asked for (etcd's ErrNoSnapshot)."""
+
+
+class SnapshotCorruptError(WALError):
+    """A snapshot file cannot be decoded, or its contents disagree with its name."""
+
+
+class EmptySnapshotError(SnapshotCorruptError):
+    """A snapshot file is empty or carries no data/CRC (etcd's ErrEmptySnapshot)."""
+
+
+class SnapshotCRCError(SnapshotCorruptError):
+    """A snapshot file's CRC-32C does not match its payload (etcd's ErrCRCMismatch)."""
+
+
+class UnknownBackendError(WALError):
+    """No storage backend is registered under the requested name."""
+
+
+class StorageStateError(WALError):
+    """A storage call came in the wrong lifecycle state (e.g. save before load)."""
+
+
+class StorageClosedError(StorageStateError):
+    """The storage object was closed; it cannot be used again."""
+
+
+class StorageFailedError(FsyncError):
+    """An earlier write or fsync failed; the storage object refuses all further calls."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +21,7 @@ from raftnode.api.service import (
     SnapshotStream,
     StatusInfo,
 )
+from raftnode.ids import cluster_id, member_id
 from raftnode.mvcc.errors import EtcdError, GrpcCode
 from raftnode.mvcc.messages import (
     HashKVResponse,
@@ -40,18 +40,6 @@ from raftnode.mvcc.messages import (
 from raftnode.mvcc.store import MVCCStore
 
 SNAPSHOT_CHUNK = 64 * 1024
-
-
-def member_id_for(peer_urls: list[str], cluster_token: str) -> int:
-    """etcd's computeMemberID without the time salt: sha1(sorted URLs + token)[:8]."""
-    digest = hashlib.sha1(("".join(sorted(peer_urls)) + cluster_token).encode()).digest()
-    return int.from_bytes(digest[:8], "big")
-
-
-def cluster_id_for(member_ids: list[int]) -> int:
-    """etcd's RaftCluster.genID: sha1 of the sorted member IDs (8 bytes big-endian each)."""
-    data = b"".join(i.to_bytes(8, "big") for i in sorted(member_ids))
-    return int.from_bytes(hashlib.sha1(data).digest()[:8], "big")
 
 
 class ErrNotCapable(EtcdError):
@@ -83,9 +71,9 @@ class LocalService:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store if store is not None else MVCCStore(min_lease_ttl=2)
         self._clock = clock
-        mid = member_id_for(list(peer_urls), cluster_token)
+        mid = member_id(peer_urls, cluster_token)
         self._member = Member(mid, name, tuple(peer_urls), tuple(client_urls), False)
-        self._cluster_id = cluster_id_for([mid])
+        self._cluster_id = cluster_id([mid])
         self._expiry: dict[int, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._applied = 0
