@@ -1,0 +1,537 @@
+"""The imperative shell around the pure core: ticks, Ready loop, persistence, apply.
+
+One asyncio task owns the RawNode. Disk work runs on one dedicated thread (FIFO, so
+persistence order is log order). The three persistence modes differ only here:
+
+* default (etcd 3.x): each Ready is persisted before the next is taken. A slow fsync stalls
+  the loop; the leader's next heartbeats wait in the core; followers time out — the storm.
+* ``--async-storage-writes``: a Ready's free messages go at once, its persistence is queued,
+  and the loop takes the next Ready; acks and vote grants (``persist_messages``) leave only
+  when their fsync has completed (``on_persisted``).
+* ``--unsafe-no-fsync``: the storage skips fsync; the loop is the default one.
+
+A storage failure is fatal (fail-stop): ``on_fatal`` is called and nothing more is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from raftnode.mvcc.errors import EtcdError, GrpcCode
+from raftnode.mvcc.messages import Request, Response
+from raftnode.raft.errors import ProposalDroppedError, RaftError, TransferInProgressError
+from raftnode.raft.rawnode import RawNode
+from raftnode.raft.types import (
+    NONE,
+    ConfChange,
+    ConfState,
+    Entry,
+    EntryType,
+    Message,
+    Ready,
+    Role,
+    Snapshot,
+    SnapshotMeta,
+)
+from raftnode.statemachine import StateMachine, decode_cc_context, encode_kv
+from wal import Entry as WalEntry
+from wal import HardState as WalHardState
+from wal.errors import SliceOutOfRangeError
+from wal.snap import Snapshot as WalSnapshot
+from wal.storage import Storage
+
+log = logging.getLogger("raftnode.driver")
+
+ErrTimeout = type("ErrTimeout", (EtcdError,), {"message": "etcdserver: request timed out",
+                                                "code": GrpcCode.UNAVAILABLE})
+ErrNoLeader = type("ErrNoLeader", (EtcdError,), {"message": "etcdserver: no leader",
+                                                  "code": GrpcCode.UNAVAILABLE})
+ErrStopped = type("ErrStopped", (EtcdError,), {"message": "etcdserver: server stopped",
+                                                "code": GrpcCode.UNAVAILABLE})
+ErrLeaderChanged = type("ErrLeaderChanged", (EtcdError,), {
+    "message": "etcdserver: leader changed", "code": GrpcCode.UNAVAILABLE})
+
+
+def pack_snapshot_data(conf: ConfState, sm_data: bytes) -> bytes:
+    """Snapshot file payload: the conf state travels with the state machine (as in etcd)."""
+    return msgpack.packb([list(conf.voters), list(conf.learners), sm_data])
+
+
+def unpack_snapshot_data(data: bytes) -> tuple[ConfState, bytes]:
+    voters, learners, sm_data = msgpack.unpackb(data)
+    return ConfState(tuple(voters), tuple(learners)), sm_data
+
+
+def to_wal(entries: list[Entry]) -> list[WalEntry]:
+    return [WalEntry(e.index, e.term, e.data, int(e.type)) for e in entries]
+
+
+def from_wal(entries: list[WalEntry]) -> list[Entry]:
+    conf = EntryType.CONF_CHANGE
+    norm = EntryType.NORMAL
+    return [Entry(e.index, e.term, conf if e.type == 1 else norm, e.data) for e in entries]
+
+
+@dataclass(slots=True)
+class Hooks:
+    """What the shell around the driver wants to hear about (metrics, transport, logs)."""
+
+    send: Callable[[list[Message]], None]
+    forward: Callable[[int, list[bytes]], None]  # (leader id, proposals)
+    on_fatal: Callable[[BaseException], None]
+    on_soft_state: Callable[[int, Role, int], None] = lambda lead, role, term: None
+    on_conf_change: Callable[[], None] = lambda: None
+    on_applied: Callable[[list[Entry], float], None] = lambda ents, seconds: None
+    failpoint: Callable[[str], None] = lambda name: None
+
+
+@dataclass(slots=True)
+class _Waiter:
+    future: asyncio.Future[Any]
+    deadline: float
+
+
+@dataclass(slots=True)
+class Driver:
+    rn: RawNode
+    storage: Storage
+    sm: StateMachine
+    hooks: Hooks
+    member_id: int
+    async_writes: bool = False
+    snapshot_count: int = 10_000
+    catchup_entries: int = 5_000
+    tick_seconds: float = 0.1
+    request_timeout: float = 7.0
+    applied: int = 0
+    snapshot_index: int = 0
+    conf_state: ConfState = field(default_factory=ConfState)
+    lead: int = NONE
+    role: Role = Role.FOLLOWER
+    term: int = 0
+    # internals
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _disk: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="raftnode-disk"))
+    _pending: list[bytes] = field(default_factory=list)
+    _waiters: dict[int, _Waiter] = field(default_factory=dict)
+    _next_rid: int = 0
+    _reads_next: list[asyncio.Future[int]] = field(default_factory=list)
+    _reads_inflight: dict[bytes, list[asyncio.Future[int]]] = field(default_factory=dict)
+    _read_seq: int = 0
+    _apply_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+    _leader_waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopped: bool = False
+    _fatal: BaseException | None = None
+    last_tick: float = 0.0
+    heartbeat_delays: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # request IDs unique across restarts: member bits + start time, then a counter
+        self._next_rid = ((self.member_id & 0xFFFF) << 47) | ((time.time_ns() >> 20) << 8)
+        self._next_rid &= (1 << 63) - 1
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._ready_loop(), name="raft-ready"),
+                       loop.create_task(self._tick_loop(), name="raft-tick"),
+                       loop.create_task(self._timeout_loop(), name="raft-timeouts")]
+
+    async def stop(self) -> None:
+        self._stopped = True
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._fail_all(ErrStopped())
+        await asyncio.get_running_loop().run_in_executor(None, self._disk.shutdown, True)
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    # -- inputs from the network ------------------------------------------------------------
+
+    def step(self, m: Message) -> None:
+        if self._stopped:
+            return
+        try:
+            self.rn.step(m)
+        except RaftError as e:
+            log.warning("dropped message from %x: %s", m.frm, e)
+        self._wake.set()
+
+    def receive_forwarded(self, datas: list[bytes]) -> None:
+        """Proposals a follower forwarded: append them if we lead, else drop (they time out)."""
+        if self.role == Role.LEADER:
+            self._pending.extend(datas)
+            self._wake.set()
+
+    # -- client-facing ----------------------------------------------------------------------
+
+    def next_request_id(self) -> int:
+        self._next_rid = (self._next_rid + 1) & ((1 << 63) - 1)
+        return self._next_rid
+
+    async def propose(self, req: Request) -> Response:
+        """Replicate a write and return its result once applied here."""
+        rid = self.next_request_id()
+        return await self.propose_data(rid, encode_kv(rid, req))  # type: ignore[no-any-return]
+
+    async def propose_data(self, rid: int, data: bytes) -> Any:
+        if self._fatal is not None or self._stopped:
+            raise ErrStopped()
+        if self.lead == NONE:
+            await self.wait_leader()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters[rid] = _Waiter(fut, time.monotonic() + self.request_timeout)
+        if self.role == Role.LEADER:
+            self._pending.append(data)
+            self._wake.set()
+        else:
+            self.hooks.forward(self.lead, [data])
+        result = await fut
+        if isinstance(result, EtcdError):
+            raise result
+        return result
+
+    async def propose_conf_change(self, cc: ConfChange, rid: int) -> None:
+        """Replicate a membership change (leader only); resolves when applied here."""
+        if self.role != Role.LEADER:
+            raise ErrNoLeader("etcdserver: not leader (member changes go to the leader)")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters[rid] = _Waiter(fut, time.monotonic() + self.request_timeout)
+        try:
+            self.rn.propose_conf_change(cc)
+        except ProposalDroppedError as e:
+            self._waiters.pop(rid, None)
+            raise EtcdError(f"etcdserver: {e}", GrpcCode.FAILED_PRECONDITION) from e
+        self._wake.set()
+        await fut
+
+    async def transfer(self, target: int) -> None:
+        """Leadership transfer (MsgTimeoutNow); resolves once ``target`` leads."""
+        try:
+            self.rn.transfer_leadership(target)
+        except RaftError as e:
+            raise EtcdError(f"etcdserver: {e}", GrpcCode.FAILED_PRECONDITION) from e
+        self._wake.set()
+        deadline = time.monotonic() + self.request_timeout
+        while self.lead != target:
+            if time.monotonic() > deadline:
+                raise ErrTimeout("etcdserver: request timed out, leader transfer took too long")
+            await asyncio.sleep(self.tick_seconds / 2)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (bounded) until no client request here is still waiting for its apply."""
+        deadline = time.monotonic() + timeout
+        while self._waiters and time.monotonic() < deadline:
+            await asyncio.sleep(self.tick_seconds / 2)
+
+    async def wait_leader(self, timeout: float | None = None) -> None:
+        if self.lead != NONE:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._leader_waiters.append(fut)
+        try:
+            await asyncio.wait_for(fut, timeout or self.request_timeout)
+        except TimeoutError:
+            raise ErrNoLeader() from None
+
+    async def read_barrier(self) -> None:
+        """Linearizable read: ReadIndex, then wait until applied reaches that index."""
+        if self._fatal is not None or self._stopped:
+            raise ErrStopped()
+        if self.lead == NONE:
+            await self.wait_leader()
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._reads_next.append(fut)
+        self._wake.set()
+        try:
+            index = await asyncio.wait_for(fut, self.request_timeout)
+        except TimeoutError:
+            raise ErrTimeout() from None
+        await self.wait_applied(index)
+
+    async def wait_applied(self, index: int) -> None:
+        if self.applied >= index:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._apply_waiters.append((index, fut))
+        try:
+            await asyncio.wait_for(fut, self.request_timeout)
+        except TimeoutError:
+            raise ErrTimeout() from None
+
+    # -- the loops --------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        period = self.tick_seconds
+        next_at = time.monotonic() + period
+        while True:
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            now = time.monotonic()
+            late = now - next_at
+            if self.role == Role.LEADER:
+                self.heartbeat_delays.append(late)
+            next_at += period
+            if next_at < now:  # the loop was starved: skip the missed ticks, as Go's ticker
+                next_at = now + period
+            self.last_tick = now
+            self.rn.tick()
+            self._wake.set()
+
+    async def _timeout_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            expired = [rid for rid, w in self._waiters.items() if w.deadline <= now]
+            for rid in expired:
+                w = self._waiters.pop(rid)
+                if not w.future.done():
+                    w.future.set_exception(ErrTimeout())
+
+    async def _ready_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                self._flush_inputs()
+                while self.rn.has_ready():
+                    rd = self.rn.ready()
+                    await self._handle(loop, rd)
+                    self._flush_inputs()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:  # an invariant or storage failure: fail-stop
+            self._die(e)
+
+    def _flush_inputs(self) -> None:
+        if self._pending:
+            datas, self._pending = self._pending, []
+            if self.role == Role.LEADER:
+                try:
+                    self.rn.propose_many(datas)
+                except TransferInProgressError:
+                    # held, not failed: they go to the new leader once the transfer is
+                    # done (never appended here, so they cannot apply twice)
+                    self._pending = datas + self._pending
+                except ProposalDroppedError as e:
+                    self._fail_datas(datas, e)
+            elif self.lead != NONE:
+                self.hooks.forward(self.lead, datas)
+        if self._reads_next:
+            self._read_seq += 1
+            ctx = self._read_seq.to_bytes(8, "big")
+            batch, self._reads_next = self._reads_next, []
+            try:
+                self.rn.read_index(ctx)
+            except RaftError as e:
+                for f in batch:
+                    if not f.done():
+                        f.set_exception(ErrNoLeader(f"etcdserver: {e}"))
+                return
+            self._reads_inflight[ctx] = batch
+
+    def _fail_datas(self, datas: list[bytes], e: Exception) -> None:
+        err = ErrLeaderChanged() if not isinstance(e, EtcdError) else e
+        for d in datas:
+            with contextlib.suppress(Exception):
+                rid = msgpack.unpackb(d)[1]
+                w = self._waiters.pop(rid, None)
+                if w is not None and not w.future.done():
+                    w.future.set_exception(err)
+
+    async def _handle(self, loop: asyncio.AbstractEventLoop, rd: Ready) -> None:
+        if rd.soft_state is not None:
+            self._on_soft(rd.soft_state.leader, rd.soft_state.role)
+        if rd.hard_state is not None:
+            self.term = rd.hard_state.term
+        if self.async_writes:
+            self.hooks.send(rd.messages)
+            if rd.must_persist:
+                fut = loop.run_in_executor(self._disk, self._persist, rd)
+                fut.add_done_callback(functools.partial(self._persisted, rd))
+            elif rd.persist_messages:
+                self.hooks.send(rd.persist_messages)
+        else:
+            self.hooks.send(rd.messages)  # leader's appends go before its own fsync (§10.2.1)
+            if rd.must_persist:
+                await loop.run_in_executor(self._disk, self._persist, rd)
+            self.hooks.send(rd.persist_messages)
+        if rd.snapshot is not None:
+            self._apply_snapshot(rd.snapshot)
+        if rd.committed_entries:
+            self._apply(rd.committed_entries)
+        for rs in rd.read_states:
+            batch = self._reads_inflight.pop(rs.request_ctx, None)
+            for f in batch or ():
+                if not f.done():
+                    f.set_result(rs.index)
+        self.rn.advance(rd)
+        if self.applied - self.snapshot_index >= self.snapshot_count:
+            await self._snapshot(loop)
+
+    def _persisted(self, rd: Ready, f: asyncio.Future[None]) -> None:
+        if f.exception() is not None:
+            self._die(f.exception())  # type: ignore[arg-type]
+            return
+        self.rn.on_persisted(rd.persist_index, rd.persist_term)
+        self.hooks.send(rd.persist_messages)
+        self._wake.set()
+
+    def _persist(self, rd: Ready) -> None:
+        """On the disk thread: snapshot first, then hard state + entries (etcd's order)."""
+        fp = self.hooks.failpoint
+        if rd.snapshot is not None:
+            fp("raftBeforeSaveSnap")
+            s = rd.snapshot
+            self.storage.save_snapshot(WalSnapshot(s.meta.index, s.meta.term, s.data))
+            fp("raftAfterSaveSnap")
+        hs = rd.hard_state
+        fp("raftBeforeSave")
+        self.storage.save(None if hs is None else WalHardState(hs.term, hs.vote, hs.commit),
+                          to_wal(rd.entries))
+        fp("raftAfterSave")
+
+    # -- apply ------------------------------------------------------------------------------
+
+    def _apply_snapshot(self, snap: Snapshot) -> None:
+        self.hooks.failpoint("raftBeforeApplySnap")
+        _, sm_data = unpack_snapshot_data(snap.data)
+        self.sm.restore(sm_data)
+        self.applied = snap.meta.index
+        self.snapshot_index = snap.meta.index
+        self.conf_state = snap.meta.conf_state
+        self.hooks.on_conf_change()
+        self.hooks.failpoint("raftAfterApplySnap")
+        self._release_apply_waiters()
+
+    def _apply(self, entries: list[Entry]) -> None:
+        t0 = time.perf_counter()
+        sm = self.sm
+        waiters = self._waiters
+        conf_changed = False
+        for e in entries:
+            if e.index <= self.applied:
+                continue
+            if e.type == EntryType.CONF_CHANGE:
+                cc = ConfChange.decode(e.data)
+                self.conf_state = self.rn.apply_conf_change(cc)
+                sm.apply_conf_change(cc)
+                rid = decode_cc_context(cc.context)[2]
+                conf_changed = True
+                w = waiters.pop(rid, None) if rid else None
+                if w is not None and not w.future.done():
+                    w.future.set_result(None)
+                if cc.node_id == self.member_id and cc.type.name == "REMOVE_NODE":
+                    log.warning("this member was removed from the cluster")
+            else:
+                rid, result = sm.apply_normal(e.data)
+                if rid:
+                    w = waiters.pop(rid, None)
+                    if w is not None and not w.future.done():
+                        w.future.set_result(result)
+            self.applied = e.index
+        if conf_changed:
+            self.hooks.on_conf_change()
+        self.hooks.on_applied(entries, time.perf_counter() - t0)
+        self._release_apply_waiters()
+
+    def _release_apply_waiters(self) -> None:
+        if not self._apply_waiters:
+            return
+        keep = []
+        for index, fut in self._apply_waiters:
+            if index <= self.applied:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((index, fut))
+        self._apply_waiters = keep
+
+    async def _snapshot(self, loop: asyncio.AbstractEventLoop) -> None:
+        """etcd's triggerSnapshot: save the applied state, then let the log go."""
+        index = self.applied
+        term = self.rn.term_at(index)
+        if term is None:
+            return
+        data = pack_snapshot_data(self.conf_state, self.sm.snapshot())
+        snap = Snapshot(SnapshotMeta(index, term, self.conf_state), data)
+        await loop.run_in_executor(self._disk, self.storage.save_snapshot,
+                                   WalSnapshot(index, term, data))
+        self.snapshot_index = index
+        compact_to = max(0, index - self.catchup_entries)
+        self.rn.compact(compact_to, snap)  # keeps catch-up entries; snap serves the rest
+        try:
+            await loop.run_in_executor(self._disk, self.storage.compact, compact_to)
+        except SliceOutOfRangeError as e:  # commit not durable yet: release next time
+            log.debug("log release deferred: %s", e)
+        log.info("snapshot at index %d (term %d), log compacted to %d", index, term, compact_to)
+
+    # -- state changes ----------------------------------------------------------------------
+
+    def _on_soft(self, lead: int, role: Role) -> None:
+        changed_lead = lead != self.lead
+        self.lead, self.role = lead, role
+        self.hooks.on_soft_state(lead, role, self.term)
+        if lead != NONE:
+            for lw in self._leader_waiters:
+                if not lw.done():
+                    lw.set_result(None)
+            self._leader_waiters.clear()
+        if changed_lead and self._reads_inflight:
+            # read requests to a former leader are lost: let them retry on the new one
+            for batch in self._reads_inflight.values():
+                for f in batch:
+                    if not f.done():
+                        f.set_exception(ErrLeaderChanged())
+            self._reads_inflight.clear()
+
+    def _fail_all(self, err: Exception) -> None:
+        for w in self._waiters.values():
+            if not w.future.done():
+                w.future.set_exception(err)
+        self._waiters.clear()
+        for batch in self._reads_inflight.values():
+            for f in batch:
+                if not f.done():
+                    f.set_exception(err)
+        self._reads_inflight.clear()
+        pending: list[asyncio.Future[Any]] = [*self._reads_next, *self._leader_waiters]
+        for pf in pending:
+            if not pf.done():
+                pf.set_exception(err)
+        self._reads_next.clear()
+        self._leader_waiters.clear()
+        for _, f2 in self._apply_waiters:
+            if not f2.done():
+                f2.set_exception(err)
+        self._apply_waiters.clear()
+
+    def _die(self, e: BaseException) -> None:
+        if self._fatal is not None:
+            return
+        self._fatal = e
+        self._stopped = True
+        self._fail_all(ErrStopped())
+        self.hooks.on_fatal(e)
+
+
+def exit_now(code: int) -> None:  # pragma: no cover - process exit
+    os._exit(code)

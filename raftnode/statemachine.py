@@ -1,0 +1,137 @@
+"""What every member applies from the log: the MVCC store plus the membership table.
+
+Deterministic: the same committed entries give the same state (and the same ``hash``) on
+every member. Normal entry data is ``msgpack [op, request_id, body]``; an empty entry is a
+leader's no-op. Conf-change entries carry the new member's attributes in their context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import msgpack
+
+from raftnode.mvcc.codec import decode_request, encode_request
+from raftnode.mvcc.errors import EtcdError
+from raftnode.mvcc.messages import Request, Response
+from raftnode.mvcc.store import MVCCStore
+from raftnode.raft.types import ConfChange, ConfChangeType
+
+OP_KV = 0  # body: mvcc encode_request bytes
+OP_PUBLISH = 1  # body: [member_id, name, client_urls]
+OP_UPDATE = 2  # body: [member_id, peer_urls] (not a raft conf change: quorum is unchanged)
+SNAPSHOT_FORMAT = 1
+
+
+class StateMachineError(RuntimeError):
+    """A committed entry that cannot be applied: the log is corrupt or from another program."""
+
+
+@dataclass(slots=True)
+class MemberInfo:
+    id: int
+    name: str = ""
+    peer_urls: tuple[str, ...] = ()
+    client_urls: tuple[str, ...] = ()
+    is_learner: bool = False
+
+
+def encode_kv(request_id: int, req: Request) -> bytes:
+    return msgpack.packb([OP_KV, request_id, encode_request(req)])
+
+
+def encode_publish(request_id: int, member_id: int, name: str, client_urls: Iterable[str]) -> bytes:
+    return msgpack.packb([OP_PUBLISH, request_id, [member_id, name, list(client_urls)]])
+
+
+def encode_update(request_id: int, member_id: int, peer_urls: Iterable[str]) -> bytes:
+    return msgpack.packb([OP_UPDATE, request_id, [member_id, list(peer_urls)]])
+
+
+def encode_cc_context(peer_urls: Iterable[str], name: str = "", request_id: int = 0) -> bytes:
+    """A conf change's context: the member's attributes and the proposer's request ID."""
+    return msgpack.packb([list(peer_urls), name, request_id])
+
+
+def decode_cc_context(ctx: bytes) -> tuple[tuple[str, ...], str, int]:
+    if not ctx:
+        return (), "", 0
+    try:
+        urls, name, rid = msgpack.unpackb(ctx)
+        return tuple(str(u) for u in urls), str(name), int(rid)
+    except (ValueError, TypeError, msgpack.UnpackException) as e:
+        raise StateMachineError(f"bad conf change context: {e}") from e
+
+
+@dataclass(slots=True)
+class StateMachine:
+    store: MVCCStore
+    members: dict[int, MemberInfo] = field(default_factory=dict)
+    removed: set[int] = field(default_factory=set)
+
+    def apply_normal(self, data: bytes) -> tuple[int, Response | EtcdError | None]:
+        """Apply one normal entry; return (request_id, result) for the proposer's waiter."""
+        if not data:
+            return 0, None
+        try:
+            op, request_id, body = msgpack.unpackb(data)
+        except (ValueError, TypeError, msgpack.UnpackException) as e:
+            raise StateMachineError(f"undecodable entry ({len(data)} bytes): {e}") from e
+        if op == OP_KV:
+            req = decode_request(body)
+            try:
+                return request_id, self.store.apply(req)
+            except EtcdError as e:  # a deterministic refusal: the same on every member
+                return request_id, e
+        if op == OP_PUBLISH:
+            member_id, name, client_urls = body
+            m = self.members.get(member_id)
+            if m is not None:
+                m.name = str(name)
+                m.client_urls = tuple(str(u) for u in client_urls)
+            return request_id, None
+        if op == OP_UPDATE:
+            member_id, peer_urls = body
+            m = self.members.get(member_id)
+            if m is not None:
+                m.peer_urls = tuple(str(u) for u in peer_urls)
+            return request_id, None
+        raise StateMachineError(f"unknown entry op {op!r}")
+
+    def apply_conf_change(self, cc: ConfChange) -> None:
+        peer_urls, name, _ = decode_cc_context(cc.context)
+        t = cc.type
+        if t in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER):
+            learner = t == ConfChangeType.ADD_LEARNER
+            self.members[cc.node_id] = MemberInfo(cc.node_id, name, peer_urls, (), learner)
+        elif t == ConfChangeType.PROMOTE_LEARNER:
+            if cc.node_id in self.members:
+                self.members[cc.node_id].is_learner = False
+        elif t == ConfChangeType.REMOVE_NODE:
+            self.members.pop(cc.node_id, None)
+            self.removed.add(cc.node_id)
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        members = [[m.id, m.name, list(m.peer_urls), list(m.client_urls), m.is_learner]
+                   for m in sorted(self.members.values(), key=lambda m: m.id)]
+        return msgpack.packb([SNAPSHOT_FORMAT, self.store.snapshot(), members,
+                              sorted(self.removed)])
+
+    def restore(self, data: bytes) -> None:
+        try:
+            fmt, kv, members, removed = msgpack.unpackb(data)
+        except (ValueError, TypeError, msgpack.UnpackException) as e:
+            raise StateMachineError(f"not a raftnode snapshot: {e}") from e
+        if fmt != SNAPSHOT_FORMAT:
+            raise StateMachineError(f"unknown snapshot format {fmt!r}")
+        self.store.restore(kv)
+        self.members = {int(i): MemberInfo(int(i), str(n), tuple(p), tuple(c), bool(lr))
+                        for i, n, p, c, lr in members}
+        self.removed = {int(i) for i in removed}
+
+    def member_list(self) -> list[MemberInfo]:
+        return sorted(self.members.values(), key=lambda m: m.id)
+
