@@ -184,8 +184,11 @@ class Client:
 
     # ---- members --------------------------------------------------------------------------
 
-    async def member_list(self) -> MemberListResult:
-        return MemberListResult.decode(await self._call("/v3/cluster/member/list", {},
+    async def member_list(self, *, linearizable: bool = False) -> MemberListResult:
+        """Members as the answering member knows them; ``linearizable`` (etcd 3.5+) makes it
+        confirm with the leader first, so a change acknowledged anywhere is visible."""
+        body = {"linearizable": True} if linearizable else {}
+        return MemberListResult.decode(await self._call("/v3/cluster/member/list", body,
                                                         write=False))
 
     async def member_add(self, peer_urls: Sequence[str], *,

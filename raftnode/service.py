@@ -244,6 +244,7 @@ class RaftService:
         if self.driver.role != Role.LEADER:
             body = await self._to_leader("/v3/cluster/member/add",
                                          {"peerURLs": peer_urls, "isLearner": is_learner})
+            await self.driver.read_barrier()  # answer with the change applied here too
             return _member_from_json(body["member"]), self.members()
         self._check_urls(peer_urls)
         if is_learner and sum(m.is_learner for m in self.sm.members.values()) >= 1:
@@ -259,7 +260,7 @@ class RaftService:
     async def member_remove(self, member_id: int) -> list[Member]:
         if self.driver.role != Role.LEADER:
             await self._to_leader("/v3/cluster/member/remove", {"ID": str(member_id)})
-            await asyncio.sleep(0)
+            await self.driver.read_barrier()
             return self.members()
         if member_id not in self.sm.members:
             raise _err("etcdserver: member not found", GrpcCode.NOT_FOUND)
@@ -277,6 +278,7 @@ class RaftService:
     async def member_promote(self, member_id: int) -> list[Member]:
         if self.driver.role != Role.LEADER:
             await self._to_leader("/v3/cluster/member/promote", {"ID": str(member_id)})
+            await self.driver.read_barrier()
             return self.members()
         m = self.sm.members.get(member_id)
         if m is None:

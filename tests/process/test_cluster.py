@@ -159,7 +159,7 @@ async def test_learner_added_catches_up_and_is_promoted(harness: Harness) -> Non
         members = {m.name or m.peer_urls[0]: m for m in (await c.member_list()).members}
         learner = next(m for m in members.values() if m.is_learner)
         await c.member_promote(learner.id)
-        after = {m.id: m for m in (await c.member_list()).members}
+        after = {m.id: m for m in (await c.member_list(linearizable=True)).members}
         assert not after[learner.id].is_learner
         assert len(after) == 4
     await harness.converged()
@@ -191,7 +191,15 @@ async def test_random_member_restarts_converge(harness: Harness) -> None:
         for round_ in range(3):
             victim = rng.choice(harness.names())
             await harness.kill(victim)
-            for i in range(10):
-                await c.put(f"x{round_}-{i}", "v")
+            done = 0
+            for i in range(40):  # a put forwarded to a just-killed leader may time out
+                try:
+                    await c.put(f"x{round_}-{i}", "v")
+                    done += 1
+                except ClusterError:
+                    pass
+                if done == 10:
+                    break
+            assert done == 10, "the surviving majority stopped accepting writes"
             await harness.start(victim)
     await harness.converged()
