@@ -92,6 +92,7 @@ class Hooks:
     on_fatal: Callable[[BaseException], None]
     on_soft_state: Callable[[int, Role, int], None] = lambda lead, role, term: None
     on_conf_change: Callable[[], None] = lambda: None
+    on_restore: Callable[[], None] = lambda: None  # the state machine was replaced by a snapshot
     on_applied: Callable[[list[Entry], float], None] = lambda ents, seconds: None
     failpoint: Callable[[str], None] = lambda name: None
 
@@ -137,6 +138,9 @@ class Driver:
     _fatal: BaseException | None = None
     last_tick: float = 0.0
     heartbeat_delays: list[float] = field(default_factory=list)
+    # default mode: set while the loop waits for a persist; ticks are then held back
+    _stalled_since: float | None = None
+    _tick_owed: bool = False
 
     def __post_init__(self) -> None:
         # request IDs unique across restarts: member bits + start time, then a counter
@@ -291,6 +295,13 @@ class Driver:
             next_at += period
             if next_at < now:  # the loop was starved: skip the missed ticks, as Go's ticker
                 next_at = now + period
+            if self._stalled_since is not None:
+                # etcd's raftNode ticks and persists in one goroutine, so its clock stands
+                # still while Save blocks, and Go's ticker keeps one tick for afterwards.
+                # Without this, a member stalled in its own fsync would time out elections
+                # it cannot even take part in (votes cannot leave until the fsync is done).
+                self._tick_owed = True
+                continue
             self.last_tick = now
             self.rn.tick()
             self._wake.set()
@@ -372,7 +383,11 @@ class Driver:
         else:
             self.hooks.send(rd.messages)  # leader's appends go before its own fsync (§10.2.1)
             if rd.must_persist:
-                await loop.run_in_executor(self._disk, self._persist, rd)
+                self._stalled_since = time.monotonic()
+                try:
+                    await loop.run_in_executor(self._disk, self._persist, rd)
+                finally:
+                    self._end_stall()
             self.hooks.send(rd.persist_messages)
         if rd.snapshot is not None:
             self._apply_snapshot(rd.snapshot)
@@ -386,6 +401,18 @@ class Driver:
         self.rn.advance(rd)
         if self.applied - self.snapshot_index >= self.snapshot_count:
             await self._snapshot(loop)
+
+    def _end_stall(self) -> None:
+        """Deliver the one tick Go's ticker would have kept during the stall."""
+        since, self._stalled_since = self._stalled_since, None
+        if self._tick_owed and not self._stopped:
+            self._tick_owed = False
+            now = time.monotonic()
+            if self.role == Role.LEADER and since is not None:
+                self.heartbeat_delays.append(now - since)  # heartbeats held back this long
+            self.last_tick = now
+            self.rn.tick()
+            self._wake.set()
 
     def _persisted(self, rd: Ready, f: asyncio.Future[None]) -> None:
         if f.exception() is not None:
@@ -418,6 +445,7 @@ class Driver:
         self.applied = snap.meta.index
         self.snapshot_index = snap.meta.index
         self.conf_state = snap.meta.conf_state
+        self.hooks.on_restore()
         self.hooks.on_conf_change()
         self.hooks.failpoint("raftAfterApplySnap")
         self._release_apply_waiters()

@@ -31,6 +31,7 @@ from raftnode.raft.types import Message, MessageType, Role
 from raftnode.service import RaftService
 from raftnode.statemachine import encode_publish
 from raftnode.transport import Transport
+from raftnode.watch import WatchHub
 from raftnode.wire import WireError, decode, encode_message, encode_proposals
 from wal.backends import open_backend
 from wal.errors import WALError
@@ -309,7 +310,9 @@ async def serve(cfg: Config) -> int:
     hooks.on_conf_change = lambda: member.sync_peers(peers_now())
     hooks.on_applied = member.on_applied
 
-    client_app = create_app(service, max_request_bytes=cfg.max_request_bytes)
+    hub = WatchHub(booted.sm.store)  # fed from this member's applied state
+    hooks.on_restore = hub.on_restore
+    client_app = create_app(service, max_request_bytes=cfg.max_request_bytes, watch_hub=hub)
     metrics.add_routes(client_app)
     if cfg.enable_failpoints:
         add_failpoint_routes(client_app, fps)

@@ -199,6 +199,11 @@ def _strs(d: Json, name: str) -> list[str]:
     return out
 
 
+# the field readers, shared with the watch stream's request parser (raftnode.watch.codec)
+field_bytes, field_int, field_bool, field_obj, field_list, field_enum = (
+    _bytes, _int, _bool, _obj, _list, _enum)
+
+
 def _bad_sort() -> Exception:
     return ErrInvalidSortOption()
 

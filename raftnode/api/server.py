@@ -38,6 +38,8 @@ from raftnode.mvcc.messages import (
     WriteRequest,
 )
 from raftnode.mvcc.validate import DEFAULT_MAX_TXN_OPS, check_request
+from raftnode.watch import stream as watch_stream
+from raftnode.watch.hub import WatchHub
 
 log = logging.getLogger("raftnode.api")
 
@@ -82,8 +84,10 @@ def _too_large() -> web.Response:
 class Gateway:
     """Handlers bound to one service; see :func:`create_app`."""
 
-    def __init__(self, service: KVService, max_request_bytes: int, max_txn_ops: int) -> None:
+    def __init__(self, service: KVService, max_request_bytes: int, max_txn_ops: int,
+                 watch_hub: WatchHub | None = None) -> None:
         self.service = service
+        self.watch_hub = watch_hub
         self.max_request_bytes = max_request_bytes
         self.max_txn_ops = max_txn_ops
         # a JSON body may carry base64 of up to max_request_bytes of binary request
@@ -200,6 +204,14 @@ class Gateway:
             await resp.write(line + b"\n")
         await resp.write_eof()
         return resp
+
+    async def watch(self, request: web.Request) -> web.StreamResponse:
+        """The watch stream (raftnode.watch.stream), served from this member's hub."""
+        if self.watch_hub is None:
+            return error_response("raftnode: watch is not enabled on this member",
+                                  GrpcCode.UNIMPLEMENTED)
+        return await watch_stream.serve(request, self.watch_hub, self.service,
+                                        max_object_bytes=self.max_body_bytes)
 
     # -------------------------------------------------------- maintenance
 
@@ -329,10 +341,11 @@ def _json_stream(body: bytes) -> list[Json]:
 
 
 def create_app(service: KVService, *, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-               max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
+               max_txn_ops: int = DEFAULT_MAX_TXN_OPS, watch_hub: WatchHub | None = None,
                **app_kwargs: Any) -> web.Application:
-    """The gateway as an aiohttp app. Add more routes (``/metrics``...) before it starts."""
-    gw = Gateway(service, max_request_bytes, max_txn_ops)
+    """The gateway as an aiohttp app. Add more routes (``/metrics``...) before it starts.
+    ``watch_hub`` serves ``/v3/watch`` (without one the route answers Unimplemented)."""
+    gw = Gateway(service, max_request_bytes, max_txn_ops, watch_hub)
     app = web.Application(client_max_size=gw.max_body_bytes + 1, **app_kwargs)
     unary: dict[str, Unary] = {
         "kv/range": gw.range, "kv/put": gw.put, "kv/deleterange": gw.delete_range,
@@ -350,12 +363,19 @@ def create_app(service: KVService, *, max_request_bytes: int = DEFAULT_MAX_REQUE
     }
     streams: dict[str, Handler] = {
         "lease/keepalive": gw.lease_keepalive, "maintenance/snapshot": gw.snapshot,
+        "watch": gw.watch,
     }
     for prefix in ("/v3/", "/v3beta/"):
         for path, fn in unary.items():
             app.router.add_post(prefix + path, gw.unary(fn))
         for path, h in streams.items():
             app.router.add_post(prefix + path, h)
+    if watch_hub is not None:
+        hub = watch_hub
+
+        async def end_watches(app: web.Application) -> None:
+            hub.close_streams()  # long-lived streams must not hold up the shutdown
+        app.on_shutdown.append(end_watches)
     app.router.add_get("/version", gw.version)
     app.router.add_get("/health", gw.health)
     return app
