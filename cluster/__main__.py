@@ -4,6 +4,12 @@
                          [--wal-backend file] [--detach] [-- extra raftnode flags]
     raft-cluster status | down | kill NAME | stop NAME | start NAME | restart NAME
     raft-cluster add NAME [--learner] | remove NAME | replace NAME | logs NAME [-f]
+
+  network-namespace mode (root; see docs/netns.md):
+    raft-cluster up --netns -n 3 [-- raftnode flags]
+    raft-cluster partition n1,n2 / n3 | heal | net
+    raft-cluster delay NAME 200ms|off | loss NAME 10%|off
+    raft-cluster down --force [--tag TAG]     (after a crash of the launcher)
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from cluster import netns
 from cluster.clusterfile import ClusterFileError
 from cluster.errors import ClusterError
 from cluster.launcher import Launcher, LaunchError
@@ -39,11 +46,28 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--detach", action="store_true",
                     help="return once healthy instead of showing the live view")
     up.add_argument("--timeout", type=float, default=30.0, help="seconds to become healthy")
+    up.add_argument("--netns", action="store_true",
+                    help="each member in its own network namespace (root; falls back to "
+                         "loopback with a message otherwise)")
     up.add_argument("extra", nargs=argparse.REMAINDER,
                     help="after --: extra raftnode flags for every member")
     sub.add_parser("status", help="live view (Ctrl-C leaves the cluster running)")
     dn = sub.add_parser("down", help="stop every member")
     dn.add_argument("--wipe", action="store_true", help="also delete data dirs and logs")
+    dn.add_argument("--force", action="store_true",
+                    help="after a launcher crash: SIGKILL members, remove namespaces found by "
+                         "the cluster file and by name prefix")
+    dn.add_argument("--tag", help="with --force: remove namespaces rn-TAG-* even without a "
+                                  "cluster file")
+    part = sub.add_parser("partition", help="netns: cut the cluster, e.g. `n1,n2 / n3`")
+    part.add_argument("sides", nargs="+", help="comma-separated members, sides split by /")
+    sub.add_parser("heal", help="netns: remove the partition")
+    sub.add_parser("net", help="netns: addresses, namespaces and injected faults")
+    for verb, text in (("delay", "netns: delay packets a member sends (200ms, 1s, off)"),
+                       ("loss", "netns: drop a share of packets a member sends (10%, off)")):
+        sp = sub.add_parser(verb, help=text)
+        sp.add_argument("name")
+        sp.add_argument("value")
     for verb, text in (("kill", "SIGKILL a member (power cut)"),
                        ("stop", "SIGTERM a member (orderly shutdown)"),
                        ("start", "start a stopped member"), ("restart", "stop then start"),
@@ -100,7 +124,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flags.append("--async-storage-writes")
             if args.wal_backend:
                 flags += ["--wal-backend", args.wal_backend]
-            cf = launcher.create(args.n, flags=flags, auto_ports=args.ports == "auto")
+            use_netns = args.netns
+            if use_netns and (reason := netns.unavailable_reason()):
+                print(f"raft-cluster: --netns unavailable: {reason}.\n"
+                      "raft-cluster: falling back to loopback mode (no partition, heal, delay "
+                      "or loss in this cluster)", file=sys.stderr)
+                use_netns = False
+            cf = launcher.create(args.n, flags=flags, auto_ports=args.ports == "auto",
+                                 use_netns=use_netns)
             for m in cf.members:
                 launcher.start(m.name)
             try:
@@ -120,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _live(launcher, stop_on_exit=True)
         if args.verb == "status":
             return _live(launcher, stop_on_exit=False)
+        if args.verb == "down" and args.force:
+            print("removed", ", ".join(launcher.down_force(tag=args.tag)) or "nothing")
+            return 0
         if args.verb == "down":
             print("stopped", ", ".join(launcher.down()) or "nothing")
             if args.wipe:
@@ -141,11 +175,48 @@ def main(argv: Sequence[str] | None = None) -> int:
             launcher.replace_member(args.name)
         elif args.verb == "logs":
             return _logs(launcher, args.name, args.follow)
+        elif args.verb == "partition":
+            sides = launcher.partition(" ".join(args.sides))
+            print("partitioned:", " / ".join(",".join(sorted(s)) for s in sides))
+            return 0
+        elif args.verb == "heal":
+            launcher.heal()
+            print("healed")
+            return 0
+        elif args.verb == "net":
+            return _net(launcher)
+        elif args.verb == "delay":
+            how = launcher.delay(args.name, args.value)
+            print(f"delay {args.name} {args.value}: ok ({how})")
+            return 0
+        elif args.verb == "loss":
+            launcher.loss(args.name, args.value)
+            print(f"loss {args.name} {args.value}: ok")
+            return 0
         print(f"{args.verb} {args.name}: ok")
         return 0
-    except (LaunchError, ClusterFileError, ClusterError, KeyError) as e:
+    except (LaunchError, ClusterFileError, ClusterError, KeyError, netns.NetnsError,
+            netns.FaultSpecError) as e:
         print(f"raft-cluster: {e}", file=sys.stderr)
         return 1
+
+
+def _net(launcher: Launcher) -> int:
+    cf = launcher.load()
+    rec = cf.extra.get("netns")
+    if not rec:
+        print("loopback cluster: no network namespaces (start with `up --netns`)")
+        return 0
+    sides = rec.get("partition") or []
+    print(f"subnet {rec['subnet']}  hub {rec['hub']}  host {rec['host_ip']} "
+          f"(root namespace, via {rec['uplink']})")
+    print("partition: " + (" / ".join(",".join(s) for s in sides) if sides else "none"))
+    print(f"{'member':<10} {'namespace':<22} {'address':<15} {'delay':>8} {'loss':>7}")
+    for m in cf.members:
+        n = m.extra.get("netns") or {}
+        print(f"{m.name:<10} {n.get('ns', '-'):<22} {n.get('ip', '-'):<15} "
+              f"{str(n.get('delay_ms', 0)) + 'ms':>8} {str(n.get('loss_pct', 0)) + '%':>7}")
+    return 0
 
 
 def _logs(launcher: Launcher, name: str, follow: bool) -> int:

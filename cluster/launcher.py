@@ -21,15 +21,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from cluster import clusterfile
+from cluster import clusterfile, netns
 from cluster.client import Client
 from cluster.clusterfile import ClusterFile, MemberEntry
 from cluster.errors import ClusterError
+from cluster.netns import MemberNet, NetPlan
 
 # etcd's Procfile convention: infra1 2379/2380, infra2 22379/22380, ...
 DEFAULT_PORTS = [(2379, 2380), (22379, 22380), (32379, 32380), (42379, 42380), (52379, 52380),
                  (62379, 62380), (12379, 12380)]
 HOST = "127.0.0.1"
+NETNS_PORTS = (2379, 2380)  # every member has its own address in netns mode
 
 
 class LaunchError(RuntimeError):
@@ -104,15 +106,16 @@ class Launcher:
     # -- building the cluster -------------------------------------------------------------
 
     def create(self, n: int, *, flags: Sequence[str] = (), auto_ports: bool = False,
-               name_prefix: str = "n") -> ClusterFile:
-        """Write a new cluster file for ``n`` members (refuses to overwrite a live one)."""
-        if self.path.exists():
-            old = self.load()
-            live = [m.name for m in old.members if pid_alive(m.pid)]
-            if live:
-                raise LaunchError(f"{self.path} describes running members {live}; "
-                                  "run `raft-cluster down` first")
-            self.wipe()
+               name_prefix: str = "n", use_netns: bool = False) -> ClusterFile:
+        """Write a new cluster file for ``n`` members (refuses to overwrite a live one).
+
+        With ``use_netns`` each member gets a network namespace and an address of its own
+        (see `cluster.netns`); the cluster file is written before any namespace is made, so
+        `down --force` finds what a crash in between left behind.
+        """
+        if use_netns:
+            return self._create_netns(n, flags=flags, name_prefix=name_prefix)
+        self._refuse_live()
         self.dir.mkdir(parents=True, exist_ok=True)
         members = []
         for i, (cport, pport) in enumerate(pick_ports(n, auto_ports), start=1):
@@ -126,10 +129,56 @@ class Launcher:
         self.save(cf)
         return cf
 
-    def wipe(self) -> None:
-        """Remove data dirs, logs and the cluster file of a stopped cluster."""
+    def _refuse_live(self) -> None:
         if self.path.exists():
-            for m in self.load().members:
+            old = self.load()
+            live = [m.name for m in old.members if pid_alive(m.pid)]
+            if live:
+                raise LaunchError(f"{self.path} describes running members {live}; "
+                                  "run `raft-cluster down` first")
+            self.wipe()
+
+    def _create_netns(self, n: int, *, flags: Sequence[str], name_prefix: str) -> ClusterFile:
+        if n < 1 or n > 250:
+            raise LaunchError(f"-n must be between 1 and 250 in netns mode, got {n}")
+        if reason := netns.unavailable_reason():
+            raise LaunchError(f"--netns: {reason}")
+        self._refuse_live()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        token = f"raftnode-{secrets.token_hex(4)}"
+        with netns.host_lock():
+            plan = netns.allocate(token)
+            members = [self._netns_entry(plan, f"{name_prefix}{i}", i)
+                       for i in range(1, n + 1)]
+            cf = ClusterFile(name="raftnode", token=token, members=tuple(members),
+                             extra={"flags": list(flags), "netns": plan.to_json()})
+            self.save(cf)
+            try:
+                netns.create_hub(plan)
+                for m in members:
+                    netns.create_member(plan, _member_net(m))
+            except netns.NetnsError:
+                netns.teardown(plan.tag, [plan.hub] + [_member_net(m).ns for m in members])
+                raise
+        return cf
+
+    def _netns_entry(self, plan: NetPlan, name: str, slot: int, **extra: object) -> MemberEntry:
+        ip = plan.ip(slot)
+        net = MemberNet(ns=plan.ns(name), ip=ip, slot=slot)
+        cport, pport = NETNS_PORTS
+        return MemberEntry(name=name, client_url=f"http://{ip}:{cport}",
+                           peer_url=f"http://{ip}:{pport}",
+                           data_dir=str(self.dir / f"{name}.data"),
+                           log_path=str(self.dir / f"{name}.log"),
+                           extra={**extra, "netns": net.to_json()})
+
+    def wipe(self) -> None:
+        """Remove data dirs, logs, namespaces and the cluster file of a stopped cluster."""
+        if self.path.exists():
+            cf = self.load()
+            if plan := _plan(cf):
+                netns.teardown(plan.tag, _known_namespaces(cf, plan))
+            for m in cf.members:
                 shutil.rmtree(m.data_dir, ignore_errors=True)
                 if m.log_path:
                     Path(m.log_path).unlink(missing_ok=True)
@@ -162,6 +211,9 @@ class Launcher:
         if state is None:
             state = str(m.extra.get("state", "new"))
         cmd = self.command(cf, m, state=state)
+        if _plan(cf):
+            self._ensure_net(cf, m)
+            cmd = netns.in_ns(_member_net(m).ns, *cmd)
         log = open(m.log_path or os.devnull, "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -210,7 +262,55 @@ class Launcher:
         return self.start(name)
 
     def down(self, *, timeout: float = 15.0) -> list[str]:
-        """Stop every member (SIGTERM in parallel, SIGKILL stragglers). Returns names stopped."""
+        """Stop every member (SIGTERM in parallel, SIGKILL stragglers). Returns names stopped.
+
+        In netns mode the namespaces, veths and bridge go too, and the faults recorded in
+        the cluster file are cleared (`start` builds a member's namespace afresh).
+        """
+        stopped = self._stop_all(timeout)
+        cf = self.load()
+        if plan := _plan(cf):
+            netns.teardown(plan.tag, _known_namespaces(cf, plan))
+            self.save(_without_faults(self.load()))
+        return stopped
+
+    def down_force(self, *, tag: str | None = None) -> list[str]:
+        """Clean up after a crashed launcher: kill and remove whatever the cluster left.
+
+        Finds members by the cluster file's pids, namespaces by the cluster file and by the
+        ``rn-<tag>-`` prefix (``tag`` for when the cluster file is lost). Returns what went.
+        """
+        gone: list[str] = []
+        cf: ClusterFile | None = None
+        if self.path.exists():
+            try:
+                cf = self.load()
+            except clusterfile.ClusterFileError:
+                if tag is None:
+                    raise
+        if cf is not None:
+            for m in cf.members:
+                if pid_alive(m.pid):
+                    assert m.pid is not None
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(m.pid, signal.SIGKILL)
+                    _reap(m.pid)
+                    gone.append(m.name)
+            plan = _plan(cf)
+            if plan is not None:
+                gone += netns.teardown(plan.tag, _known_namespaces(cf, plan))
+                cf = _without_faults(cf)
+            self.save(ClusterFile(cf.name, cf.token, tuple(m.with_pid(None) for m in cf.members),
+                                  cf.extra))
+        if tag is not None:
+            gone += netns.teardown(tag)
+        if cf is None and tag is None:
+            raise LaunchError(f"{self.path}: no cluster file; give --tag TAG (the hex digits "
+                              f"in rn-TAG-* of `ip netns list`) to remove namespaces by name")
+        return gone
+
+    def _stop_all(self, timeout: float) -> list[str]:
+        """SIGTERM every running member in parallel, SIGKILL stragglers after ``timeout``."""
         cf = self.load()
         live = [m for m in cf.members if pid_alive(m.pid)]
         for m in live:
@@ -248,12 +348,16 @@ class Launcher:
         cf = self.load()
         if name in {m.name for m in cf.members}:
             raise LaunchError(f"{name} already exists in {self.path}")
-        cport, pport = (free_port(), free_port()) if auto_port else pick_ports(1, False)[0]
-        entry = MemberEntry(name=name, client_url=f"http://{HOST}:{cport}",
-                            peer_url=f"http://{HOST}:{pport}",
-                            data_dir=str(self.dir / f"{name}.data"),
-                            log_path=str(self.dir / f"{name}.log"),
-                            extra={"state": "existing"})
+        if plan := _plan(cf):
+            slot = 1 + max((_member_net(m).slot for m in cf.members), default=0)
+            entry = self._netns_entry(plan, name, slot, state="existing")
+        else:
+            cport, pport = (free_port(), free_port()) if auto_port else pick_ports(1, False)[0]
+            entry = MemberEntry(name=name, client_url=f"http://{HOST}:{cport}",
+                                peer_url=f"http://{HOST}:{pport}",
+                                data_dir=str(self.dir / f"{name}.data"),
+                                log_path=str(self.dir / f"{name}.log"),
+                                extra={"state": "existing"})
         live = [m.client_url for m in cf.members if pid_alive(m.pid)]
         if not live:
             raise LaunchError("no running member to add through")
@@ -280,7 +384,10 @@ class Launcher:
 
         asyncio.run(go())
         self.stop(name)
-        self.save(self.load().without_member(name))
+        cf = self.load()
+        if _plan(cf):
+            netns.remove_ns(_member_net(cf.member(name)).ns)
+        self.save(cf.without_member(name))
 
     def replace_member(self, name: str) -> MemberEntry:
         """Remove, wipe the data dir, add back under the same name and URLs, start existing."""
@@ -301,6 +408,75 @@ class Launcher:
         fresh = replace(old, pid=None, extra={**old.extra, "state": "existing"})
         self.save(self.load().with_member(fresh))
         return self.start(name, state="existing")
+
+    # -- network faults (netns mode) ----------------------------------------------------------
+
+    def partition(self, spec: str) -> tuple[frozenset[str], ...]:
+        """Cut the cluster into sides (``"n1,n2 / n3"``), replacing any earlier partition."""
+        cf = self.load()
+        self._need_netns(cf, "partition")
+        sides = netns.parse_groups(spec, [m.name for m in cf.members])
+        cf = _with_net(cf, partition=[sorted(s) for s in sides])
+        self.save(cf)
+        self._apply_filters(cf)
+        return sides
+
+    def heal(self) -> None:
+        """Remove the partition (delay and loss stay: `delay NAME off`, `loss NAME off`)."""
+        cf = self.load()
+        self._need_netns(cf, "heal")
+        cf = _with_net(cf, partition=[])
+        self.save(cf)
+        self._apply_filters(cf)
+
+    def delay(self, name: str, value: str) -> str:
+        """Delay every packet ``name`` sends (``200ms``; ``off`` removes). Returns the mechanism."""
+        cf = self.load()
+        self._need_netns(cf, "delay")
+        net = replace(_member_net(cf.member(name)), delay_ms=netns.parse_delay(value))
+        cf = _with_member_net(cf, name, net)
+        self.save(cf)
+        if not netns.ns_exists(net.ns):
+            return "recorded (member not running; applied when it starts)"
+        return netns.set_delay(net)
+
+    def loss(self, name: str, value: str) -> None:
+        """Drop a share of the packets ``name`` sends (``10%``; ``off`` removes)."""
+        cf = self.load()
+        self._need_netns(cf, "loss")
+        net = replace(_member_net(cf.member(name)), loss_pct=netns.parse_loss(value))
+        cf = _with_member_net(cf, name, net)
+        self.save(cf)
+        self._apply_filters(cf)
+
+    def _need_netns(self, cf: ClusterFile, verb: str) -> NetPlan:
+        plan = _plan(cf)
+        if plan is None:
+            raise LaunchError(f"{verb}: this cluster runs on loopback without network "
+                              "namespaces; start it with `raft-cluster up --netns` (as root)")
+        return plan
+
+    def _apply_filters(self, cf: ClusterFile) -> None:
+        """Write every member's packet filter from the partition and loss in ``cf``."""
+        sides = tuple(frozenset(s) for s in cf.extra["netns"].get("partition") or ())
+        nets = {m.name: _member_net(m) for m in cf.members}
+        blocked = netns.blocked_peers(sides, {n: net.ip for n, net in nets.items()})
+        for name, net in nets.items():
+            if netns.ns_exists(net.ns):
+                netns.apply_filter(net, blocked[name])
+
+    def _ensure_net(self, cf: ClusterFile, m: MemberEntry) -> None:
+        """Build ``m``'s namespace if missing (after `down`, a reboot) with its faults."""
+        plan = _plan(cf)
+        assert plan is not None
+        net = _member_net(m)
+        if netns.ns_exists(net.ns) and netns.link_exists("eth0", net.ns):
+            return
+        with netns.host_lock():
+            netns.create_member(plan, net)
+        self._apply_filters(cf)
+        if net.delay_ms:
+            netns.set_delay(net)
 
     # -- waiting ----------------------------------------------------------------------------
 
@@ -325,6 +501,44 @@ class Launcher:
                 raise LaunchError(f"cluster not healthy after {timeout:.0f}s: {last}")
 
         return asyncio.run(poll())
+
+
+def _plan(cf: ClusterFile) -> NetPlan | None:
+    """The cluster's network plan, or None for a loopback cluster."""
+    rec = cf.extra.get("netns")
+    return NetPlan.from_json(rec) if rec else None
+
+
+def _member_net(m: MemberEntry) -> MemberNet:
+    rec = m.extra.get("netns")
+    if not rec:
+        raise LaunchError(f"{m.name} has no netns record in the cluster file")
+    return MemberNet.from_json(rec)
+
+
+def _known_namespaces(cf: ClusterFile, plan: NetPlan) -> list[str]:
+    return [plan.hub] + [str(m.extra["netns"]["ns"]) for m in cf.members
+                         if m.extra.get("netns")]
+
+
+def _with_net(cf: ClusterFile, **changes: object) -> ClusterFile:
+    return replace(cf, extra={**cf.extra, "netns": {**cf.extra["netns"], **changes}})
+
+
+def _with_member_net(cf: ClusterFile, name: str, net: MemberNet) -> ClusterFile:
+    m = cf.member(name)
+    return cf.with_member(replace(m, extra={**m.extra, "netns": net.to_json()}))
+
+
+def _without_faults(cf: ClusterFile) -> ClusterFile:
+    """The cluster file with no partition, delay or loss recorded (its network is gone)."""
+    if _plan(cf) is None:
+        return cf
+    cf = _with_net(cf, partition=[])
+    for m in cf.members:
+        if m.extra.get("netns"):
+            cf = _with_member_net(cf, m.name, replace(_member_net(m), delay_ms=0, loss_pct=0.0))
+    return cf
 
 
 def _reap(pid: int | None) -> None:

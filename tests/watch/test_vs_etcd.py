@@ -89,8 +89,11 @@ async def etcd(tmp_path: Path) -> AsyncIterator[Target]:
 
 
 @pytest.fixture
-async def ours(gw: WGw) -> Target:
-    return Target(gw.url, gw.session)
+async def ours(gw: WGw) -> AsyncIterator[Target]:
+    t = Target(gw.url, gw.session)
+    yield t
+    for w in t.streams:  # open streams would hold the server's shutdown for its full timeout
+        await w.close()
 
 
 def _norm(msg: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +118,7 @@ async def live_prev_kv_and_filters(t: Target) -> list[tuple[RawWatch, int]]:
     await t.put("foo", "0")
     w = await t.watch(create("foo", prev_kv=True), create("foo", filters=["NOPUT"]),
                       create("f", range_end="g"))
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)  # let the member register the watches (etcd: after body EOF)
     await t.put("foo", "1")
     await t.put("fz", "2")
     await t.post("/v3/kv/deleterange", {"key": b64("foo")})
@@ -129,7 +132,7 @@ async def history_and_txn(t: Target) -> list[tuple[RawWatch, int]]:
         {"request_put": {"key": b64("h/9"), "value": b64("t")}},
         {"request_delete_range": {"key": b64("h/0")}}]})
     w = await t.watch(create("h/", range_end="h0", start_revision=3, prev_kv=True))
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)  # let the member register the watches (etcd: after body EOF)
     await t.post("/v3/kv/txn", {"success": [
         {"request_put": {"key": b64("h/1"), "value": b64("x")}},
         {"request_put": {"key": b64("h/2"), "value": b64("y")}}]})
@@ -141,7 +144,7 @@ async def refusals_cancel_progress(t: Target) -> list[tuple[RawWatch, int]]:
     w = await t.watch(create("a", watch_id=2), create("a", watch_id=2), create("b", range_end="a"),
                       create("a"), {"progress_request": {}}, {"cancel_request": {"watch_id": 2}},
                       {"cancel_request": {"watch_id": 42}})
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)  # let the member register the watches (etcd: after body EOF)
     await t.put("a", "2")
     return [(w, 4 + 1 + 1 + 1)]
 
