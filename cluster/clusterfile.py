@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,7 @@ def save(cf: ClusterFile, path: str | os.PathLike[str] = DEFAULT_PATH) -> None:
     """Atomic replace: temp file in the same directory, fsync, rename, fsync the directory."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "w") as f:
         json.dump(cf.to_json(), f, indent=2)
         f.write("\n")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import functools
 import os
 import secrets
 import shutil
@@ -16,10 +18,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 from cluster import clusterfile, netns
 from cluster.client import Client
@@ -86,6 +90,39 @@ def pid_alive(pid: int | None) -> bool:
     return b"raftnode" in cmdline
 
 
+T = TypeVar("T")
+_THREAD_LOCK = threading.RLock()
+_DEPTH = threading.local()
+
+
+def exclusive(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run a verb that reads, changes and writes the cluster file as one step, against other
+    threads (an RLock) and other processes (flock on ``<dir>/.lock``, taken by the outermost
+    verb only, so verbs may call each other)."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Launcher, *args: Any, **kwargs: Any) -> T:
+        with _THREAD_LOCK:
+            depth = getattr(_DEPTH, "n", 0)
+            if depth:
+                _DEPTH.n = depth + 1
+                try:
+                    return fn(self, *args, **kwargs)
+                finally:
+                    _DEPTH.n = depth
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with open(self.dir / ".lock", "a") as lockf:
+                fcntl.flock(lockf, fcntl.LOCK_EX)
+                _DEPTH.n = 1
+                try:
+                    return fn(self, *args, **kwargs)
+                finally:
+                    _DEPTH.n = 0
+                    fcntl.flock(lockf, fcntl.LOCK_UN)
+
+    return wrapper
+
+
 @dataclass(slots=True)
 class Launcher:
     """Operations on the cluster described by ``<dir>/cluster.json``."""
@@ -105,6 +142,7 @@ class Launcher:
 
     # -- building the cluster -------------------------------------------------------------
 
+    @exclusive
     def create(self, n: int, *, flags: Sequence[str] = (), auto_ports: bool = False,
                name_prefix: str = "n", use_netns: bool = False) -> ClusterFile:
         """Write a new cluster file for ``n`` members (refuses to overwrite a live one).
@@ -172,6 +210,7 @@ class Launcher:
                            log_path=str(self.dir / f"{name}.log"),
                            extra={**extra, "netns": net.to_json()})
 
+    @exclusive
     def wipe(self) -> None:
         """Remove data dirs, logs, namespaces and the cluster file of a stopped cluster."""
         if self.path.exists():
@@ -203,6 +242,7 @@ class Launcher:
 
     # -- process control ------------------------------------------------------------------
 
+    @exclusive
     def start(self, name: str, *, state: str | None = None) -> MemberEntry:
         cf = self.load()
         m = cf.member(name)
@@ -224,6 +264,7 @@ class Launcher:
         self.save(cf.with_member(m))
         return m
 
+    @exclusive
     def signal(self, name: str, sig: signal.Signals, *, wait: float = 0.0) -> bool:
         """Send ``sig`` to a member; with ``wait``, wait that long for it to exit.
 
@@ -247,20 +288,24 @@ class Launcher:
             self.save(self.load().with_member(m.with_pid(None)))
         return gone
 
+    @exclusive
     def kill(self, name: str) -> None:
         """SIGKILL: the power cut. Nothing is flushed, nothing is said to the others."""
         if not self.signal(name, signal.SIGKILL, wait=5.0):
             raise LaunchError(f"{name} survived SIGKILL for 5 s")
 
+    @exclusive
     def stop(self, name: str, *, timeout: float = 15.0) -> None:
         """SIGTERM (orderly: a leader hands leadership on first), then SIGKILL after timeout."""
         if not self.signal(name, signal.SIGTERM, wait=timeout):
             self.kill(name)
 
+    @exclusive
     def restart(self, name: str) -> MemberEntry:
         self.stop(name)
         return self.start(name)
 
+    @exclusive
     def down(self, *, timeout: float = 15.0) -> list[str]:
         """Stop every member (SIGTERM in parallel, SIGKILL stragglers). Returns names stopped.
 
@@ -274,6 +319,7 @@ class Launcher:
             self.save(_without_faults(self.load()))
         return stopped
 
+    @exclusive
     def down_force(self, *, tag: str | None = None) -> list[str]:
         """Clean up after a crashed launcher: kill and remove whatever the cluster left.
 
@@ -343,6 +389,7 @@ class Launcher:
                 return mem.id
         raise LaunchError(f"{name} is not a member of the running cluster")
 
+    @exclusive
     def add(self, name: str, *, learner: bool = False, auto_port: bool = True) -> MemberEntry:
         """etcd's runtime-reconfiguration workflow: member add, then start with state existing."""
         cf = self.load()
@@ -370,6 +417,7 @@ class Launcher:
         self.save(cf.with_member(entry))
         return self.start(name, state="existing")
 
+    @exclusive
     def remove(self, name: str) -> None:
         """member remove through a live member, then stop the process."""
         cf = self.load()
@@ -389,6 +437,7 @@ class Launcher:
             netns.remove_ns(_member_net(cf.member(name)).ns)
         self.save(cf.without_member(name))
 
+    @exclusive
     def replace_member(self, name: str) -> MemberEntry:
         """Remove, wipe the data dir, add back under the same name and URLs, start existing."""
         cf = self.load()
@@ -411,6 +460,7 @@ class Launcher:
 
     # -- network faults (netns mode) ----------------------------------------------------------
 
+    @exclusive
     def partition(self, spec: str) -> tuple[frozenset[str], ...]:
         """Cut the cluster into sides (``"n1,n2 / n3"``), replacing any earlier partition."""
         cf = self.load()
@@ -421,6 +471,7 @@ class Launcher:
         self._apply_filters(cf)
         return sides
 
+    @exclusive
     def heal(self) -> None:
         """Remove the partition (delay and loss stay: `delay NAME off`, `loss NAME off`)."""
         cf = self.load()
@@ -429,6 +480,7 @@ class Launcher:
         self.save(cf)
         self._apply_filters(cf)
 
+    @exclusive
     def delay(self, name: str, value: str) -> str:
         """Delay every packet ``name`` sends (``200ms``; ``off`` removes). Returns the mechanism."""
         cf = self.load()
@@ -440,6 +492,7 @@ class Launcher:
             return "recorded (member not running; applied when it starts)"
         return netns.set_delay(net)
 
+    @exclusive
     def loss(self, name: str, value: str) -> None:
         """Drop a share of the packets ``name`` sends (``10%``; ``off`` removes)."""
         cf = self.load()
