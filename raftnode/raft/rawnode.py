@@ -38,6 +38,7 @@ from raftnode.raft.types import (
     HardState,
     Message,
     MessageType,
+    ReadState,
     Ready,
     Role,
     Snapshot,
@@ -92,6 +93,18 @@ def _bootstrap_log(cs: ConfState) -> tuple[list[Entry], HardState]:
     ccs += [ConfChange(ConfChangeType.ADD_LEARNER, lr) for lr in sorted(cs.learners)]
     ents = [Entry(i + 1, 1, EntryType.CONF_CHANGE, cc.encode()) for i, cc in enumerate(ccs)]
     return ents, HardState(1, NONE, len(ents))
+
+
+def _take_servable(pending: list[ReadState], applied: int) -> list[ReadState]:
+    """Confirmed reads whose index is applied (in request order); the rest stay pending."""
+    if not pending or pending[0].index > applied:
+        return []
+    n = 0
+    while n < len(pending) and pending[n].index <= applied:
+        n += 1
+    out = pending[:n]
+    del pending[:n]
+    return out
 
 
 class RawNode:
@@ -199,7 +212,8 @@ class RawNode:
             r.flush_appends()
         log = r.log
         return bool(
-            r.msgs or r.msgs_after_persist or r.read_states or log.handed < log.last_index()
+            r.msgs or r.msgs_after_persist or log.handed < log.last_index()
+            or (r.read_states and r.read_states[0].index <= log.applied)
             or log.pending_snapshot is not None or log.has_next_committed()
             or r.term != self._prev_hard.term or r.vote != self._prev_hard.vote
             or log.commit != self._prev_hard.commit
@@ -238,8 +252,7 @@ class RawNode:
         msgs = r.msgs
         r.msgs = []
         r.msgs_after_persist = []
-        reads = r.read_states
-        r.read_states = []
+        reads = _take_servable(r.read_states, log.applied)
         handed = log.handed
         pterm = log.term(handed)
         rd = Ready(soft, hard, entries, snap, msgs, pmsgs, committed, reads, handed,

@@ -36,6 +36,7 @@ from raftnode.raft.types import (
 )
 
 ELECTION_TICK = 10
+CHAOS_TICKS = 300
 
 
 class SimFailure(AssertionError):
@@ -101,7 +102,8 @@ class Storage:
         if rd.hard_state is not None:
             old = self.hard_state
             hs = rd.hard_state
-            if hs.term < old.term or (hs.term == old.term and old.vote not in (0, hs.vote)):
+            if (hs.term < old.term or hs.commit < old.commit
+                    or (hs.term == old.term and old.vote not in (0, hs.vote))):
                 raise SimFailure(f"persisted hard state went back: {old} -> {hs}")
             self.hard_state = hs
 
@@ -170,7 +172,7 @@ def _snap_digest(snap: Snapshot) -> int:
 
 
 class Simulation:
-    def __init__(self, seed: int, chaos_ticks: int = 150, variant: Variant | None = None,
+    def __init__(self, seed: int, chaos_ticks: int = CHAOS_TICKS, variant: Variant | None = None,
                  trace_len: int = 60) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -193,6 +195,10 @@ class Simulation:
         self.max_delay = v.max_delay
         self.faults = True
         self.fault_rate = self.rng.choice((0.5, 1.0, 2.0))
+        # "flapping" runs isolate whoever leads for a few ticks, again and again: many short
+        # terms with divergent uncommitted tails (the Figure 8 situations)
+        self.flap = self.rng.random() < 0.3
+        self.heal_at = 0
         # global facts for the checkers
         self.leaders: dict[int, int] = {}
         self.history: dict[int, tuple[int, int, bytes]] = {}
@@ -205,7 +211,9 @@ class Simulation:
     # -- plumbing ----------------------------------------------------------------------------
 
     def fail(self, why: str) -> None:
-        cmd = f"RAFT_SIM_SEED={self.seed} .venv/bin/python -m tests.raft.sim"
+        ticks = self.variant.chaos_ticks
+        env = "" if ticks == CHAOS_TICKS else f"RAFT_SIM_TICKS={ticks} "
+        cmd = f"RAFT_SIM_SEED={self.seed} {env}.venv/bin/python -m tests.raft.sim"
         tail = "\n".join(self.trace)
         raise SimFailure(f"seed {self.seed} tick {self.now}: {why}\n"
                          f"variant: {self.variant}\nreplay: {cmd}\nlast events:\n{tail}")
@@ -371,6 +379,18 @@ class Simulation:
         rng = self.rng
         ids = sorted(self.nodes)
         lead = self.leader()
+        if self.flap:
+            if self.heal_at and self.now >= self.heal_at:
+                self.blocked.clear()
+                self.heal_at = 0
+                self.note("flap heal")
+            elif not self.heal_at and lead is not None and rng.random() < 0.15:
+                for b in ids:
+                    if b != lead.id:
+                        self.blocked.add((lead.id, b))
+                        self.blocked.add((b, lead.id))
+                self.heal_at = self.now + rng.randint(1, 3 * ELECTION_TICK)
+                self.note(f"flap isolate leader {lead.id}")
         r = rng.random() / self.fault_rate
         if r < 0.02 or (r < 0.04 and lead is not None):
             nid = lead.id if lead is not None and r >= 0.02 else rng.choice(ids)
@@ -527,6 +547,8 @@ class Simulation:
                     self.fail(f"Leader Append-Only: leader {n.id} log shrank")
                 self.leader_last[key] = last
         self.committed = (commit_idx, commit_term)
+        if not self.variant.membership and commit_idx:
+            self.check_commit_is_durable(commit_idx, commit_term)
         # Leader Completeness: leaders of later terms hold the newest committed entry.
         for n in self.nodes.values():
             raw = n.raw
@@ -536,6 +558,50 @@ class Simulation:
             if commit_idx > log.base_index and log.term(commit_idx) != commit_term:
                 self.fail(f"Leader Completeness: leader {n.id} (term {raw.raft.term}) lacks "
                           f"committed entry {commit_idx}/{commit_term}")
+
+    def check_commit_is_durable(self, k: int, t: int) -> None:
+        """A committed entry can never be lost: no voter lacking it could win an election.
+
+        A voter's vote is judged against its *durable* log (a crash may roll it back to that),
+        a candidate's chance against its in-memory log. Catches the Figure 8 bug at the moment
+        an old-term entry is counted committed, before any leader overwrites it. (Fixed
+        membership only: with changes the electorate depends on who applied what.)
+        """
+        voters = range(1, self.variant.voters + 1)
+        durable = {v: self._durable_last(self.nodes[v]) for v in voters}
+        for v in voters:
+            n = self.nodes[v]
+            if n.raw is not None:
+                log = n.raw.raft.log
+                if k <= log.base_index or log.term(k) == t:
+                    continue
+                mine = (log.last_term(), log.last_index())
+            else:
+                st = n.storage
+                if self._durable_has(st, k, t):
+                    continue
+                mine = durable[v]
+            electors = [q for q in voters if mine >= durable[q]]
+            if len(electors) > len(voters) // 2:
+                self.fail(f"committed entry {k}/{t} could be lost: voter {v} (last {mine}) "
+                          f"lacks it and can win with votes from {electors}")
+
+    @staticmethod
+    def _durable_last(n: SimNode) -> tuple[int, int]:
+        st = n.storage
+        if st.entries:
+            return (st.entries[-1].term, st.entries[-1].index)
+        if st.snapshot is not None:
+            return (st.snapshot.meta.term, st.snapshot.meta.index)
+        return (0, 0)
+
+    @staticmethod
+    def _durable_has(st: Storage, k: int, t: int) -> bool:
+        base = st.snapshot.meta.index if st.snapshot else 0
+        if k <= base:
+            return True
+        off = k - base - 1
+        return off < len(st.entries) and st.entries[off].term == t
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -579,7 +645,7 @@ class Simulation:
         self.check_liveness(liveness_budget)
 
 
-def run_seed(seed: int, chaos_ticks: int = 150) -> Simulation:
+def run_seed(seed: int, chaos_ticks: int = CHAOS_TICKS) -> Simulation:
     sim = Simulation(seed, chaos_ticks)
     try:
         sim.run()
@@ -597,7 +663,7 @@ def main() -> int:
     import os
 
     seed = int(os.environ.get("RAFT_SIM_SEED", sys.argv[1] if len(sys.argv) > 1 else "0"))
-    ticks = int(os.environ.get("RAFT_SIM_TICKS", "150"))
+    ticks = int(os.environ.get("RAFT_SIM_TICKS", str(CHAOS_TICKS)))
     sim = run_seed(seed, ticks)
     print(f"seed {seed} ok: {sim.now} ticks, {len(sim.history)} entries applied, "
           f"{len(sim.leaders)} terms with leaders")

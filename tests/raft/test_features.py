@@ -19,6 +19,7 @@ from raftnode.raft.types import (
     ConfChange,
     ConfChangeType,
     ConfState,
+    Message,
     MessageType,
     Role,
     Snapshot,
@@ -552,3 +553,33 @@ def test_report_unreachable_moves_follower_to_probe() -> None:
     assert c.nodes[1].status().progress[2].state == ProgressState.REPLICATE
     c.nodes[1].report_unreachable(2)
     assert c.nodes[1].status().progress[2].state == ProgressState.PROBE
+
+
+def test_read_state_released_only_once_applied_reaches_its_index() -> None:
+    c = Cluster(3, async_ids=[2])
+    c.elect(1)
+    c.stabilize()
+    c.nodes[1].propose(b"x")
+    c.stabilize(persist_async=False)  # committed on 1 and 3; 2 has not persisted/applied it
+    commit = c.nodes[1].raft.log.commit
+    assert c.nodes[2].raft.log.applied < commit
+    c.nodes[2].read_index(b"r")
+    c.stabilize(persist_async=False)
+    assert c.read_states[2] == []  # confirmed by the leader, but 2 cannot serve it yet
+    assert c.nodes[2].raft.read_states[0].index == commit
+    c.persist(2)
+    c.stabilize()
+    assert [(r.index, r.request_ctx) for r in c.read_states[2]] == [(commit, b"r")]
+    assert c.nodes[2].raft.log.applied >= commit
+
+
+def test_learner_vote_does_not_count() -> None:
+    c = Cluster(3, learners=[4], pre_vote=False)
+    c.cut(1, 2)
+    c.cut(1, 3)
+    c.nodes[1].campaign()
+    c.stabilize()
+    grants = [m for m in c.sent if m.type == MT.VOTE_RESP and m.frm == 4 and not m.reject]
+    assert grants == []  # not even asked: only voters are
+    c.nodes[1].step(Message(MT.VOTE_RESP, 1, 4, c.term(1)))  # an unsolicited grant
+    assert c.role(1) == Role.CANDIDATE

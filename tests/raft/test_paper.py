@@ -148,8 +148,8 @@ def test_5_2_split_vote_resolves() -> None:
         c.tick_all()
         if c.leaders():
             break
-    assert len(c.leaders()) == 1
-    assert c.term(c.leaders()[0]) > c.term(3) - 1
+    (lead,) = c.leaders()
+    assert c.term(lead) > 2  # the split term 2 ended without a leader
 
 
 # -- §5.3 log replication ----------------------------------------------------------------------

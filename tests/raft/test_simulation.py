@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.raft.sim import ELECTION_TICK, SimFailure, Simulation, Variant, run_seed
-
-CHAOS_TICKS = 300
+from tests.raft.sim import CHAOS_TICKS, ELECTION_TICK, SimFailure, Simulation, Variant, run_seed
 
 
 def test_simulation_seeds(seed_chunk: range) -> None:
@@ -58,8 +56,12 @@ def test_fault_free_cluster_commits_everything(async_writes: bool, voters: int,
 
 
 def test_simulation_reports_a_replayable_failure() -> None:
-    sim = Simulation(5, chaos_ticks=10)
+    sim = Simulation(5)
     with pytest.raises(SimFailure) as info:
         sim.fail("boom")
-    assert "RAFT_SIM_SEED=5" in str(info.value)
+    assert "RAFT_SIM_SEED=5 .venv/bin/python -m tests.raft.sim" in str(info.value)
     assert "seed 5" in str(info.value)
+    short = Simulation(5, chaos_ticks=10)
+    with pytest.raises(SimFailure) as info:
+        short.fail("boom")
+    assert "RAFT_SIM_SEED=5 RAFT_SIM_TICKS=10 " in str(info.value)
