@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import os
 import time
@@ -30,7 +31,13 @@ import msgpack
 
 from raftnode.mvcc.errors import EtcdError, GrpcCode
 from raftnode.mvcc.messages import Request, Response
-from raftnode.raft.errors import ProposalDroppedError, RaftError, TransferInProgressError
+from raftnode.raft.errors import (
+    InvariantViolation,
+    ProposalDroppedError,
+    RaftError,
+    ReadIndexNotReadyError,
+    TransferInProgressError,
+)
 from raftnode.raft.rawnode import RawNode
 from raftnode.raft.types import (
     NONE,
@@ -175,6 +182,12 @@ class Driver:
             return
         try:
             self.rn.step(m)
+        except InvariantViolation as e:
+            # etcd panics here ("tocommit out of range", "conflict with committed entry"):
+            # this member's log lost what it had acknowledged or applied; going on would
+            # serve a state the cluster does not have. Fail-stop; the operator replaces it.
+            self._die(e)
+            return
         except RaftError as e:
             log.warning("dropped message from %x: %s", m.frm, e)
         self._wake.set()
@@ -352,6 +365,10 @@ class Driver:
             batch, self._reads_next = self._reads_next, []
             try:
                 self.rn.read_index(ctx)
+            except ReadIndexNotReadyError:
+                # a new leader has not committed in its term yet: retry on the next turn
+                self._reads_next = batch + self._reads_next
+                return
             except RaftError as e:
                 for f in batch:
                     if not f.done():
@@ -504,6 +521,10 @@ class Driver:
         await loop.run_in_executor(self._disk, self.storage.save_snapshot,
                                    WalSnapshot(index, term, data))
         self.snapshot_index = index
+        # what is alive now is mostly the store, long-lived and acyclic: take it out of the
+        # collector's full passes, which otherwise scan it all and pause the loop for
+        # hundreds of ms as it grows (docs/bench.md); gc.freeze is O(1)
+        gc.freeze()
         compact_to = max(0, index - self.catchup_entries)
         self.rn.compact(compact_to, snap)  # keeps catch-up entries; snap serves the rest
         try:

@@ -50,6 +50,8 @@ _FRAME_HEAD = struct.Struct("<QIB")  # length word + record header, packed in on
 # Frame length words for every pad value, precomputed: word = length | PAD_FLAG[pad].
 _PAD_FLAG = [0] + [(0x80 | p) << 56 for p in range(1, 8)]
 _PADDING = [b"\x00" * p for p in range(8)]
+#: What an encoder hands to the page writer: frames, runs of frames, or entry data.
+Chunk = bytes | bytearray | memoryview
 
 
 def encode_frame_size(record_bytes: int) -> tuple[int, int]:
@@ -90,9 +92,13 @@ class Encoder:
         self.crc = crc32c.crc32c(data, self.crc ^ rtype)
         return frame(rtype, self.crc, data)
 
-    def encode_entries(self, entries: Iterable[Entry], out: list[bytes]) -> int:
+    def encode_entries(self, entries: Iterable[Entry], out: list[Chunk]) -> int:
         """Append the frames of ``entries`` to ``out``; return the index of the last one.
 
+        Frames of small entries are packed back to back into one bytearray: one buffer
+        for the page writer and one iovec for ``writev`` instead of 2-3 per entry (a
+        1000-entry save spent 240 µs outside encoding with per-entry parts, 70 µs now; see
+        docs/bench.md). The data of a big entry is appended as its own part, never copied.
         The running CRC is only committed when every entry encoded: a bad entry raises
         before anything is written and leaves the chain untouched.
         """
@@ -102,7 +108,7 @@ class Encoder:
         c32 = crc32c.crc32c
         pads = _PADDING
         flags = _PAD_FLAG
-        append = out.append
+        run = bytearray()
         index = -1
         for e in entries:
             data = e.data
@@ -125,17 +131,21 @@ class Encoder:
                 crc = c32(payload, crc ^ ENTRY)
                 n = 5 + len(payload)
                 pad = -n & 7
-                append(head(n | flags[pad], crc, ENTRY))
-                append(payload)
+                run += head(n | flags[pad], crc, ENTRY)
+                run += payload
+                if pad:
+                    run += pads[pad]
             else:
                 crc = c32(data, c32(payload, crc ^ ENTRY))
                 n = 5 + len(payload) + dl
                 pad = -n & 7
-                append(head(n | flags[pad], crc, ENTRY))
-                append(payload)
-                append(data)
-            if pad:
-                append(pads[pad])
+                run += head(n | flags[pad], crc, ENTRY)
+                run += payload
+                out.append(run)
+                out.append(data)
+                run = bytearray(pads[pad])
+        if run:
+            out.append(run)
         self.crc = crc
         return index
 

@@ -17,6 +17,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from types import TracebackType
+from typing import cast
 
 from wal.decoder import Decoder
 from wal.errors import (
@@ -34,7 +35,16 @@ from wal.fileutil import (
     zero_to_end,
 )
 from wal.fileutil import preallocate as preallocate_file
-from wal.framing import CRC, METADATA, SNAPSHOT, STATE, Encoder, pack_snapshot, pack_state
+from wal.framing import (
+    CRC,
+    METADATA,
+    SNAPSHOT,
+    STATE,
+    Chunk,
+    Encoder,
+    pack_snapshot,
+    pack_state,
+)
 from wal.hooks import HOOKS, WAL_AFTER_FSYNC, WAL_BEFORE_FSYNC, WAL_WRITE, Hooks
 from wal.pagewriter import PageWriter
 from wal.pipeline import FilePipeline
@@ -261,7 +271,7 @@ class WAL:
         no_state = hard_state is None or hard_state.is_empty()
         if no_state and not entries:
             return
-        parts: list[bytes] = []
+        parts: list[Chunk] = []
         state_data = b"" if hard_state is None or no_state else pack_state(hard_state)
         last = -1
         if entries:
@@ -398,7 +408,7 @@ class WAL:
     def _write(self, data: bytes) -> None:
         self._write_parts((data,), len(data))
 
-    def _write_parts(self, parts: Sequence[bytes], total: int) -> None:
+    def _write_parts(self, parts: Sequence[Chunk], total: int) -> None:
         pw = self._pw
         assert pw is not None
         hooks = self.hooks
@@ -406,7 +416,9 @@ class WAL:
         try:
             if hooks.failpoint is not None:
                 hooks.failpoint(WAL_WRITE)
-            pw.write_parts(parts, total)
+            # the page writer takes any buffer (its writev path is typed for bytearray and
+            # memoryview too); only its annotation says bytes
+            pw.write_parts(cast("Sequence[bytes]", parts), total)
         except OSError as err:
             raise self._fail(f"write to {self._tail_name()!r}", err) from err
         except BaseException as err:
