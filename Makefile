@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test chaos cluster bench lint clean
+.PHONY: venv test chaos cluster bench lint images compose-up compose-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +29,15 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+images:  # raftnode-base (debootstrap), raftnode, raftnode-prometheus: no registry needed
+	deploy/image/build.sh
+
+compose-up: images
+	docker-compose up -d
+
+compose-down:
+	docker-compose down -v
 
 clean:
 	rm -rf $(VENV) .cluster .pytest_cache .mypy_cache .ruff_cache
