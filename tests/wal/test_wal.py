@@ -167,7 +167,7 @@ def test_save_with_cut(wdir: Path, small_segments: int) -> None:
     assert all(e.data == big for e in got)
 
 
-@pytest.mark.parametrize("mb", [10, 20])
+@pytest.mark.parametrize("mb", [10, 20, 40])
 def test_recover_big_entries(wdir: Path, mb: int) -> None:
     data = os.urandom(1024) * (mb * 1024)
     w = WAL.create(str(wdir), b"meta")
