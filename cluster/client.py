@@ -11,6 +11,7 @@ may be retried and which leave a write's outcome unknown (`IndeterminateError`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from cluster.errors import (
     LeaseNotFound,
     NoLeader,
     ProtocolError,
+    SnapshotIntegrityError,
     Unavailable,
     Unsupported,
     error_from_body,
@@ -52,6 +54,7 @@ from cluster.types import (
 from cluster.watch import Watch
 
 Json = dict[str, Any]
+SHA256_SIZE = 32  # a snapshot stream ends with the SHA-256 of its data, as etcd's does
 
 
 class Client:
@@ -284,11 +287,17 @@ class Client:
 
     async def snapshot(self, path: str | os.PathLike[str], *,
                        endpoint: str | None = None) -> int:
-        """Stream a backend snapshot into path (atomically: temp file, fsync, rename)."""
+        """Stream a backend snapshot into path (atomically: temp file, fsync, rename).
+
+        The file is the data followed by its SHA-256 (32 bytes), as etcd streams and
+        ``etcdutl snapshot restore`` expects; the digest is checked before the rename, so a
+        stream cut short or damaged in transit never becomes a backup
+        (SnapshotIntegrityError, nothing at ``path``).
+        """
         ep = normalize_endpoint(endpoint) if endpoint else (await self.status()).endpoint
         dest = Path(path)
         tmp = dest.with_name(dest.name + ".part")
-        size = 0
+        check = _SnapshotCheck()
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.transport.connect_timeout,
                                         sock_read=self.transport.timeout)
         try:
@@ -300,8 +309,9 @@ class Client:
                         buf += chunk
                         *lines, buf = buf.split(b"\n")
                         for line in lines:
-                            size += _write_snapshot_chunk(f, line)
-                    size += _write_snapshot_chunk(f, buf)
+                            check.write(f, line)
+                    check.write(f, buf)
+                    check.verify(ep)
                     f.flush()
                     os.fsync(f.fileno())
             os.replace(tmp, dest)
@@ -311,7 +321,7 @@ class Client:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return size
+        return check.size
 
     # ---- raftnode extensions: metrics and failpoints -------------------------------------
 
@@ -356,15 +366,46 @@ class Client:
         raise EtcdError(0, f"failpoint {name}: HTTP {status}: {text}", http_status=status)
 
 
-def _write_snapshot_chunk(f: Any, line: bytes) -> int:
-    if not line.strip():
-        return 0
-    msg = orjson.loads(line)
-    if "error" in msg:
-        raise error_from_body(0, msg, "")
-    blob = unb64((msg.get("result") or {}).get("blob"))
-    f.write(blob)
-    return len(blob)
+class _SnapshotCheck:
+    """Writes a snapshot stream's blobs and checks it as they pass: every message counts
+    down ``remaining_bytes`` to 0 (omitted), and the last 32 bytes are the SHA-256 of the
+    rest. Hashes all but a 32-byte tail, so nothing is read back."""
+
+    __slots__ = ("digest", "remaining", "size", "tail")
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.tail = b""
+        self.size = 0
+        self.remaining: int | None = None
+
+    def write(self, f: Any, line: bytes) -> None:
+        if not line.strip():
+            return
+        msg = orjson.loads(line)
+        if "error" in msg:
+            raise error_from_body(0, msg, "")
+        result = msg.get("result") or {}
+        blob = unb64(result.get("blob"))
+        self.remaining = int(result.get("remaining_bytes") or 0)
+        f.write(blob)
+        self.size += len(blob)
+        tail = self.tail + blob
+        if len(tail) > SHA256_SIZE:
+            self.digest.update(tail[:-SHA256_SIZE])
+            tail = tail[-SHA256_SIZE:]
+        self.tail = tail
+
+    def verify(self, ep: str) -> None:
+        if self.remaining is None or self.remaining:
+            raise SnapshotIntegrityError(
+                f"{ep}: snapshot stream ended early ({self.size} bytes received, "
+                f"{self.remaining if self.remaining is not None else 'unknown'} announced "
+                "still to come)")
+        if len(self.tail) < SHA256_SIZE or self.digest.digest() != self.tail:
+            raise SnapshotIntegrityError(
+                f"{ep}: snapshot SHA-256 mismatch ({self.size} bytes received): "
+                "damaged in transit; nothing was saved")
 
 
 class BoundTxn(Txn):

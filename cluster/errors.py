@@ -44,6 +44,10 @@ class ProtocolError(ClusterError):
     """A member answered with something that is not the etcd JSON gateway format."""
 
 
+class SnapshotIntegrityError(ProtocolError):
+    """A snapshot stream ended early or its trailing SHA-256 does not match its data."""
+
+
 class Unsupported(ClusterError):
     """The member does not offer this route (e.g. an etcd without raftnode's extensions)."""
 

@@ -1,4 +1,7 @@
-"""``raftnode`` / ``python -m raftnode``: start one member with etcd's flags."""
+"""``raftnode`` / ``python -m raftnode``: start one member with etcd's flags.
+
+``raftnode snapshot restore FILE ...`` is the offline restore (`raftnode.restore`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,10 @@ from raftnode.failpoints import FAILPOINTS, FailpointError, exit_on_panic
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:2] == ["snapshot", "restore"]:  # etcdutl's offline verb (raftnode/restore.py)
+        from raftnode.restore import main as restore_main
+
+        return restore_main(args[2:])
     cfg = config.load(args, os.environ)  # exits 2 with one line on a bad flag
     logs.setup(cfg.log_level, cfg.log_format)
     for name in config.unknown_env(os.environ):

@@ -81,7 +81,8 @@ class Booted:
     peers: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
-def _metadata(mid: int, cid: int, name: str, state: str) -> bytes:
+def encode_metadata(mid: int, cid: int, name: str, state: str) -> bytes:
+    """The WAL metadata naming the member and its cluster (also written by `restore`)."""
     return msgpack.packb([METADATA_FORMAT, mid, cid, name, state])
 
 
@@ -120,7 +121,7 @@ def boot(spec: BootSpec, storage: Storage, rng: random.Random) -> Booted:
     peers: dict[int, tuple[str, ...]] = {}
     if fresh:
         mid, cid, peers = _identify(spec)
-        storage.bootstrap(_metadata(mid, cid, spec.name, spec.state))
+        storage.bootstrap(encode_metadata(mid, cid, spec.name, spec.state))
     state = storage.load()
     mid, cid, name, born = _parse_metadata(state.metadata)
     if name != spec.name:
@@ -141,7 +142,7 @@ def boot(spec: BootSpec, storage: Storage, rng: random.Random) -> Booted:
         applied = state.snapshot.index
     if born == "new" and not entries and snapshot is None and hard.term == 0:
         # a new member's first act (also redone if it crashed right after bootstrap)
-        entries, hard = _initial_entries(spec, storage)
+        entries, hard = initial_entries(spec, storage)
     rn = RawNode(raft_cfg, rng, hard_state=hard, snapshot=snapshot, entries=entries,
                  conf_state=conf if snapshot is not None else None, applied=applied)
     if not peers:
@@ -191,9 +192,12 @@ def _identify(spec: BootSpec) -> tuple[int, int, dict[int, tuple[str, ...]]]:
         "add it first with `member add`")
 
 
-def _initial_entries(spec: BootSpec, storage: Storage
+def initial_entries(spec: BootSpec, storage: Storage
                      ) -> tuple[list[Entry], HardState]:
-    """etcd-io/raft's StartNode: one ADD_NODE per initial member at term 1, committed."""
+    """etcd-io/raft's StartNode: one ADD_NODE per initial member at term 1, committed.
+
+    Saved to ``storage`` (open); `raftnode.restore` writes the same ones under its snapshot.
+    """
     members = sorted((member_id(urls, spec.token), name, urls)
                      for name, urls in spec.initial_cluster.items())
     entries = [Entry(i, 1, EntryType.CONF_CHANGE,
