@@ -340,11 +340,12 @@ class Client:
         return (await self._failpoint("GET", endpoint, name)).decode().strip()
 
     async def failpoint_list(self, endpoint: str) -> dict[str, str]:
+        """Armed failpoints of one member: name -> term."""
         text = (await self._failpoint("GET", endpoint, "")).decode()
         out: dict[str, str] = {}
         for line in text.splitlines():
             name, sep, term = line.partition("=")
-            if sep:
+            if sep and term.strip():  # gofail lists every failpoint; unarmed ones as "name="
                 out[name.strip()] = term.strip()
         return out
 
@@ -360,9 +361,12 @@ class Client:
         if status in (200, 204):
             return raw
         text = raw.decode("utf-8", "replace").strip()
-        if status == 404 and (not name or "not found" not in text.lower()
-                              or "page not found" in text):
+        if status == 404 and not name:  # the listing itself is missing: no failpoints here
             raise Unsupported(f"{endpoint}: failpoints are not enabled on this member")
+        if status == 404:
+            # a failpoint that is off or unknown is a 404 too (gofail: "failpoint is
+            # disabled"); only a member without the listing lacks failpoints altogether
+            await self._failpoint("GET", endpoint, "")
         raise EtcdError(0, f"failpoint {name}: HTTP {status}: {text}", http_status=status)
 
 

@@ -386,10 +386,10 @@ class Driver:
                     w.future.set_exception(err)
 
     async def _handle(self, loop: asyncio.AbstractEventLoop, rd: Ready) -> None:
+        if rd.hard_state is not None:  # first: the soft-state hooks report this term
+            self.term = rd.hard_state.term
         if rd.soft_state is not None:
             self._on_soft(rd.soft_state.leader, rd.soft_state.role)
-        if rd.hard_state is not None:
-            self.term = rd.hard_state.term
         if self.async_writes:
             self.hooks.send(rd.messages)
             if rd.must_persist:

@@ -12,6 +12,9 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
+
+from tests.cluster.local_cluster import ClusterMember, LocalCluster
 
 ETCD = os.environ.get("RAFTCTL_TEST_ETCD", "/usr/bin/etcd")
 
@@ -42,10 +45,15 @@ class Member:
         return self.proc is not None and self.proc.poll() is None
 
 
-@dataclass(slots=True)
-class EtcdCluster:
+@dataclass(slots=True, eq=False)
+class EtcdCluster(LocalCluster):
+    kind: ClassVar[str] = "etcd"
+    version: ClassVar[str] = "3.4.23"
+    extended: ClassVar[bool] = False  # the 3.4 gateway maps HashKV onto /hash; no gofail
+    min_lease_ttl: ClassVar[int] = 1  # 1.5 x 500 ms
+
     base: Path
-    members: list[Member] = field(default_factory=list)
+    members: list[Member] = field(default_factory=list)  # type: ignore[assignment]
     token: str = "raftctl-test"
 
     @classmethod
@@ -64,14 +72,11 @@ class EtcdCluster:
             ))
         return c
 
-    @property
-    def endpoints(self) -> list[str]:
-        return [m.client_url for m in self.members]
-
     def initial_cluster(self) -> str:
         return ",".join(f"{m.name}={m.peer_url}" for m in self.members)
 
-    def start(self, m: Member, state: str = "new") -> None:
+    def start(self, m: ClusterMember, state: str = "new") -> None:
+        assert isinstance(m, Member), m
         assert not m.alive, m.name
         args = [
             ETCD, "--name", m.name, "--data-dir", str(m.data_dir),
@@ -87,6 +92,7 @@ class EtcdCluster:
 
     def add_member(self, name: str) -> Member:
         """A new member entry (not started): for member add, then start(state="existing")."""
+        assert name not in {m.name for m in self.members}, f"{name} is already a member"
         cport, pport = free_ports(2)
         m = Member(name, f"http://127.0.0.1:{cport}", f"http://127.0.0.1:{pport}",
                    self.base / name, self.base / f"{name}.log")
@@ -98,23 +104,22 @@ class EtcdCluster:
             self.start(m)
         self.wait_healthy()
 
-    def kill(self, m: Member) -> None:
+    def kill(self, m: ClusterMember) -> None:
         """SIGKILL: the member vanishes mid-request, as in a crash."""
+        assert isinstance(m, Member), m
         assert m.proc is not None
         m.proc.send_signal(signal.SIGKILL)
         m.proc.wait()
         m.proc = None
 
-    def pause(self, m: Member) -> None:
+    def pause(self, m: ClusterMember) -> None:
         """SIGSTOP: the kernel still accepts connections and requests, nobody answers."""
+        assert isinstance(m, Member), m
         assert m.proc is not None
         m.proc.send_signal(signal.SIGSTOP)
 
-    def follower(self) -> Member:
-        lead = self.leader()
-        return next(m for m in self.members if m.alive and m is not lead)
-
-    def restart(self, m: Member) -> None:
+    def restart(self, m: ClusterMember) -> None:
+        assert isinstance(m, Member), m
         self.start(m)
         self.wait_healthy()
 
@@ -126,30 +131,6 @@ class EtcdCluster:
                 m.proc.wait()
                 m.proc = None
 
-    def status(self, m: Member) -> dict[str, object]:
-        req = urllib.request.Request(m.client_url + "/v3/maintenance/status", data=b"{}",
-                                     method="POST")
-        with urllib.request.urlopen(req, timeout=2) as r:
-            return json.loads(r.read())  # type: ignore[no-any-return]
-
-    def leader(self) -> Member:
-        """The member every live member agrees is leader (waits for agreement)."""
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            ids: set[str] = set()
-            by_id: dict[str, Member] = {}
-            for m in self.members:
-                if not m.alive:
-                    continue
-                with contextlib.suppress(OSError, ValueError):
-                    st = self.status(m)
-                    ids.add(str(st.get("leader", "0")))
-                    by_id[str(st["header"]["member_id"])] = m  # type: ignore[index]
-            if len(ids) == 1 and (lid := ids.pop()) in by_id:
-                return by_id[lid]
-            time.sleep(0.05)
-        raise TimeoutError("no agreed leader")
-
     def wait_healthy(self, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -157,7 +138,7 @@ class EtcdCluster:
             for m in self.members:
                 if m.proc is not None and m.proc.poll() is not None:
                     raise RuntimeError(f"etcd {m.name} exited with {m.proc.returncode}: "
-                                       f"{self._log_tail(m)}")
+                                       f"{self.log_tail(m)}")
                 if not m.alive:
                     continue
                 with contextlib.suppress(OSError, ValueError), \
@@ -168,10 +149,6 @@ class EtcdCluster:
                 self.leader()
                 return
             time.sleep(0.05)
-        logs = "\n".join(self._log_tail(m) for m in self.members)
+        logs = "\n".join(self.log_tail(m) for m in self.members)
         raise TimeoutError(f"etcd cluster not healthy in {timeout}s\n{logs}")
 
-
-    @staticmethod
-    def _log_tail(m: Member) -> str:
-        return m.log_path.read_text()[-2000:] if m.log_path.exists() else "(no log)"

@@ -1,8 +1,9 @@
-"""Every client method against a real 3-member etcd 3.4."""
+"""Every client method against a real 3-member etcd 3.4 and a real 3-member raftnode."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from cluster.errors import (
 )
 from cluster.sync import SyncClient
 from cluster.types import DeleteResult, PutResult, RangeResult
-from tests.cluster.etcd_cluster import EtcdCluster
+from tests.cluster.local_cluster import LocalCluster
 
 
 def _p() -> str:
@@ -133,35 +134,67 @@ async def test_keepalive_reports_revoked_lease(client: Client) -> None:
     assert isinstance(ka.error, LeaseNotFound)
 
 
-async def test_status_leader_hash_health(client: Client, etcd: EtcdCluster) -> None:
+async def test_status_leader_hash_health(client: Client, cluster: LocalCluster) -> None:
     sts = await client.statuses()
     assert len(sts) == 3
     ids = {s.header.member_id for s in sts if not isinstance(s, Exception)}
     assert len(ids) == 3
     lead = await client.leader()
-    assert lead.is_leader and lead.endpoint == etcd.leader().client_url
+    assert lead.is_leader and lead.endpoint == cluster.leader().client_url
     assert all(s.leader == lead.header.member_id for s in sts if not isinstance(s, Exception))
-    h = await client.hash(etcd.endpoints[0])
+    h = await client.hash(cluster.endpoints[0])
     assert h.hash != 0
-    with pytest.raises(Unsupported):  # etcd 3.4's gateway maps HashKV onto /hash
-        await client.hashkv(etcd.endpoints[0])
-    health = await client.health(etcd.endpoints[1])
+    if not cluster.extended:
+        with pytest.raises(Unsupported):  # etcd 3.4's gateway maps HashKV onto /hash
+            await client.hashkv(cluster.endpoints[0])
+    else:
+        await _hashkv_agrees_across_members(client, cluster)
+    health = await client.health(cluster.endpoints[1])
     assert health.healthy and health.error == ""
-    samples = await client.metrics(etcd.endpoints[0])
+    samples = await client.metrics(cluster.endpoints[0])
     assert metrics.quantile(samples, metrics.FSYNC, 0.99) is not None
 
 
-async def test_members_list_add_update_remove(etcd: EtcdCluster) -> None:
+async def _hashkv_agrees_across_members(client: Client, cluster: LocalCluster) -> None:
+    """HashKV at a revision is the same on every member, and stays so after later writes."""
+    p = _p()
+    rev = (await client.put(p + "h", "1")).header.revision
+    await client.get(p + "h")  # linearizable through the leader; the others catch up below
+
+    async def hashes() -> list[int]:
+        out = []
+        for ep in cluster.endpoints:
+            for _ in range(100):
+                try:
+                    h = await client.hashkv(ep, revision=rev)
+                    break
+                except FutureRevisionError:  # this member has not applied rev yet
+                    await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"{ep} never applied revision {rev}")
+            assert h.header.revision >= rev and h.compact_revision < rev
+            out.append(h.hash)
+        return out
+
+    at_rev = await hashes()
+    assert len(set(at_rev)) == 1 and at_rev[0] != 0, at_rev
+    await client.put(p + "h", "2")
+    assert await hashes() == at_rev  # the hash of revision rev does not move
+    now = await client.hashkv(cluster.endpoints[0])
+    assert now.header.revision > rev and now.hash != at_rev[0]
+
+
+async def test_members_list_add_update_remove(cluster: LocalCluster) -> None:
     # etcd refuses reconfiguration ("unhealthy cluster", retried by the client) until its
     # members have been connected for 5 s: a longer deadline than the default.
-    async with Client(etcd.endpoints, timeout=10) as client:
-        await _members_list_add_update_remove(client, etcd)
+    async with Client(cluster.endpoints, timeout=10) as client:
+        await _members_list_add_update_remove(client, cluster)
 
 
-async def _members_list_add_update_remove(client: Client, etcd: EtcdCluster) -> None:
+async def _members_list_add_update_remove(client: Client, cluster: LocalCluster) -> None:
     ml = await client.member_list()
-    assert sorted(m.name for m in ml.members) == ["m0", "m1", "m2"]
-    assert {m.client_urls[0] for m in ml.members} == set(etcd.endpoints)
+    assert sorted(m.name for m in ml.members) == sorted(m.name for m in cluster.members)
+    assert {m.client_urls[0] for m in ml.members} == set(cluster.endpoints)
     added = await client.member_add(["http://127.0.0.1:1"], is_learner=True)
     assert added.member is not None and added.member.is_learner
     new_id = added.member.id
@@ -180,12 +213,12 @@ async def _members_list_add_update_remove(client: Client, etcd: EtcdCluster) -> 
         await client.member_remove(new_id)
 
 
-async def test_member_promote_started_learner(etcd_fresh: EtcdCluster) -> None:
-    async with Client(etcd_fresh.endpoints, timeout=10) as c:
-        learner = etcd_fresh.add_member("m3")
+async def test_member_promote_started_learner(fresh: LocalCluster) -> None:
+    async with Client(fresh.endpoints, timeout=10) as c:
+        learner = fresh.add_member("learner")
         added = await c.member_add([learner.peer_url], is_learner=True)
         assert added.member is not None
-        etcd_fresh.start(learner, state="existing")
+        fresh.start(learner, state="existing")
         for _ in range(100):  # a learner can be promoted once it caught up with the leader
             try:
                 promoted = await c.member_promote(added.member.id)
@@ -199,37 +232,78 @@ async def test_member_promote_started_learner(etcd_fresh: EtcdCluster) -> None:
         assert not m.is_learner
 
 
-async def test_move_leader(etcd_fresh: EtcdCluster) -> None:
-    async with Client(etcd_fresh.endpoints) as c:
+async def test_move_leader(cluster: LocalCluster) -> None:
+    async with Client(cluster.endpoints) as c:
         old = await c.leader()
         target = next(s for s in await c.statuses()
                       if not isinstance(s, Exception) and not s.is_leader)
         assert not isinstance(target, Exception)
         await c.move_leader(target.header.member_id)
-        assert etcd_fresh.leader().client_url == target.endpoint
+        assert cluster.leader().client_url == target.endpoint
         with pytest.raises(NotLeader):  # asked directly of a member that is not leader
             await c._call("/v3/maintenance/transfer-leadership",
                           {"targetID": str(target.header.member_id)}, write=True,
                           endpoint=old.endpoint)
 
 
-async def test_snapshot_to_file(client: Client, tmp_path: Path) -> None:
-    await client.put(_p() + "snap", "v")
+async def test_snapshot_to_file(client: Client, cluster: LocalCluster, tmp_path: Path) \
+        -> None:
+    key = _p() + "snap"
+    await client.put(key, "v")
     dest = tmp_path / "snap.db"
     size = await client.snapshot(dest)
     assert size == dest.stat().st_size > 0
-    # A bbolt file starts with a meta page whose magic is 0xED0CDAED (little endian).
-    assert dest.read_bytes()[16:20] == bytes.fromhex("edda0ced")
+    data = dest.read_bytes()
+    # Both servers append the SHA-256 of the database, as etcdctl snapshot restore checks.
+    assert hashlib.sha256(data[:-32]).digest() == data[-32:]
+    assert key.encode() in data[:-32]
+    if cluster.kind == "etcd":
+        # A bbolt file starts with a meta page whose magic is 0xED0CDAED (little endian).
+        assert data[16:20] == bytes.fromhex("edda0ced")
     assert not list(tmp_path.glob("*.part"))
 
 
-async def test_failpoints_unsupported_on_etcd(client: Client, etcd: EtcdCluster) -> None:
-    with pytest.raises(Unsupported):
-        await client.failpoint_set(etcd.endpoints[0], "walBeforeFsync", "sleep(10)")
-    with pytest.raises(Unsupported):
-        await client.failpoint_list(etcd.endpoints[0])
+async def test_failpoints(client: Client, cluster: LocalCluster) -> None:
+    ep = cluster.endpoints[0]
     with pytest.raises(ValueError):
-        await client.failpoint_get(etcd.endpoints[0], "a/b")
+        await client.failpoint_get(ep, "a/b")
+    if not cluster.extended:  # etcd 3.4 is not built with gofail
+        with pytest.raises(Unsupported):
+            await client.failpoint_set(ep, "walBeforeFsync", "sleep(10)")
+        with pytest.raises(Unsupported):
+            await client.failpoint_list(ep)
+        return
+    # raftnode --enable-failpoints: gofail's HTTP semantics on a real member
+    await client.failpoint_set(ep, "walBeforeFsync", "sleep(1)")
+    try:
+        assert await client.failpoint_get(ep, "walBeforeFsync") == "sleep(1)"
+        # armed failpoints only (gofail lists every one, unarmed as "name=")
+        assert await client.failpoint_list(ep) == {"walBeforeFsync": "sleep(1)"}
+        other = cluster.endpoints[1]
+        assert "walBeforeFsync" not in await client.failpoint_list(other)  # per member
+        await client.put(_p() + "fp", "through the armed failpoint")
+    finally:
+        await client.failpoint_clear(ep, "walBeforeFsync")
+    assert "walBeforeFsync" not in await client.failpoint_list(ep)
+    with pytest.raises(EtcdError) as ei:
+        await client.failpoint_set(ep, "walBeforeFsync", "bad term;")
+    assert ei.value.http_status == 400
+    assert "walBeforeFsync" not in await client.failpoint_list(ep)  # lists armed ones only
+
+
+async def test_failpoint_off_or_unknown_is_an_error_not_unsupported(
+        client: Client, cluster: LocalCluster) -> None:
+    ep = cluster.endpoints[0]
+    if not cluster.extended:  # no /debug/failpoints at all: that is what Unsupported means
+        with pytest.raises(Unsupported):
+            await client.failpoint_get(ep, "walBeforeFsync")
+        return
+    with pytest.raises(EtcdError) as ei:
+        await client.failpoint_get(ep, "walBeforeFsync")  # known, not set
+    assert ei.value.http_status == 404
+    with pytest.raises(EtcdError) as ei:
+        await client.failpoint_set(ep, "noSuchFailpoint", "off")  # unknown
+    assert ei.value.http_status in (400, 404)
 
 
 async def test_unreachable_cluster_is_unavailable() -> None:
@@ -239,9 +313,9 @@ async def test_unreachable_cluster_is_unavailable() -> None:
     assert any("127.0.0.1:2" in a for a in ei.value.attempts)
 
 
-def test_sync_client(etcd: EtcdCluster) -> None:
+def test_sync_client(cluster: LocalCluster) -> None:
     p = _p()
-    with SyncClient(etcd.endpoints) as c:
+    with SyncClient(cluster.endpoints) as c:
         rev = c.put(p + "s", "v").header.revision
         assert c.get(p + "s").kvs[0].value == b"v"
         w = c.watch(p, prefix=True, start_revision=rev)

@@ -1,4 +1,4 @@
-"""Failover against a real etcd cluster with members SIGKILLed mid-run.
+"""Failover against real etcd and raftnode clusters with members SIGKILLed mid-run.
 
 Reads are retried on another member after any failure; a write is retried only when its
 first attempt surely never reached a member (connection refused); a write whose connection
@@ -14,14 +14,14 @@ import pytest
 
 from cluster.client import Client
 from cluster.errors import IndeterminateError
-from tests.cluster.etcd_cluster import EtcdCluster, Member
+from tests.cluster.local_cluster import ClusterMember, LocalCluster
 
 
-def _ordered(c: EtcdCluster, first: Member) -> list[str]:
+def _ordered(c: LocalCluster, first: ClusterMember) -> list[str]:
     return [first.client_url] + [m.client_url for m in c.members if m is not first]
 
 
-async def _member_id(c: Client, m: Member) -> int:
+async def _member_id(c: Client, m: ClusterMember) -> int:
     return (await c.status(m.client_url)).header.member_id
 
 
@@ -30,8 +30,8 @@ async def _wait_sent() -> None:
     await asyncio.sleep(0.3)
 
 
-async def test_reads_and_writes_survive_member_kills(etcd_fresh: EtcdCluster) -> None:
-    c = etcd_fresh
+async def test_reads_and_writes_survive_member_kills(fresh: LocalCluster) -> None:
+    c = fresh
     victim = c.follower()
     async with Client(_ordered(c, victim), timeout=5) as cl:
         victim_id = await _member_id(cl, victim)
@@ -54,10 +54,10 @@ async def test_reads_and_writes_survive_member_kills(etcd_fresh: EtcdCluster) ->
         assert got.kvs[0].value == b"v0" and got.header.member_id != victim_id
 
         # 2. With the member dead (connection refused), reads and writes go elsewhere.
-        async with Client(_ordered(c, victim), timeout=5) as fresh:
-            w = await fresh.put("fo/refused", "once")
+        async with Client(_ordered(c, victim), timeout=5) as new:
+            w = await new.put("fo/refused", "once")
             assert w.header.member_id != victim_id
-            kv = await fresh.get_one("fo/refused")
+            kv = await new.get_one("fo/refused")
             assert kv is not None and kv.version == 1 and kv.value == b"once"
 
         # 3. The member comes back and serves again.
@@ -67,9 +67,9 @@ async def test_reads_and_writes_survive_member_kills(etcd_fresh: EtcdCluster) ->
         assert (await cl.get("fo/refused", serializable=True)).kvs
 
 
-async def test_write_in_flight_when_member_dies_is_indeterminate(etcd_fresh: EtcdCluster) \
+async def test_write_in_flight_when_member_dies_is_indeterminate(fresh: LocalCluster) \
         -> None:
-    c = etcd_fresh
+    c = fresh
     victim = c.follower()
     async with Client(_ordered(c, victim), timeout=5) as cl:
         await cl.get("warm-up")  # a pooled connection to the victim
@@ -123,12 +123,12 @@ class AnswerDroppingProxy:
 
 
 async def test_applied_write_with_lost_answer_is_indeterminate_not_retried(
-        etcd: EtcdCluster) -> None:
-    port = int(etcd.members[0].client_url.rsplit(":", 1)[1])
+        cluster: LocalCluster) -> None:
+    port = int(cluster.members[0].client_url.rsplit(":", 1)[1])
     proxy = AnswerDroppingProxy(port)
     url = await proxy.start()
     try:
-        async with Client([url, *etcd.endpoints], timeout=5) as cl:
+        async with Client([url, *cluster.endpoints], timeout=5) as cl:
             key = f"fo/applied-{id(proxy)}"
             with pytest.raises(IndeterminateError):
                 await cl.put(key, "x")

@@ -1,4 +1,4 @@
-"""Every raftctl verb as a subprocess against a real etcd cluster.
+"""Every raftctl verb as a subprocess against real etcd and raftnode clusters.
 
 JSON output is compared with what the cluster holds (read independently through the
 client library): etcdctl's JSON is Go's encoding of etcd's structs, so int64 fields are
@@ -7,23 +7,22 @@ JSON numbers and bytes are base64.
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import hashlib
 import json
 import re
-import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from cluster import clusterfile
 from cluster.sync import SyncClient
 from tests.cluster.conftest import run_raftctl
-from tests.cluster.etcd_cluster import EtcdCluster
+from tests.cluster.local_cluster import LocalCluster
 
 
 def b64(s: str) -> str:
@@ -40,9 +39,16 @@ def ok_json(*args: str, eps: list[str], stdin: str = "") -> Any:
     return json.loads(ok(*args, "-w", "json", eps=eps, stdin=stdin))
 
 
+def par(*calls: Callable[[], Any]) -> list[Any]:
+    """Run independent raftctl invocations at once: each spends most of a second starting."""
+    with ThreadPoolExecutor(len(calls)) as ex:
+        futures = [ex.submit(c) for c in calls]
+        return [f.result() for f in futures]
+
+
 @pytest.fixture
-def sc(etcd: EtcdCluster) -> Iterator[SyncClient]:
-    with SyncClient(etcd.endpoints) as c:
+def sc(cluster: LocalCluster) -> Iterator[SyncClient]:
+    with SyncClient(cluster.endpoints) as c:
         yield c
 
 
@@ -51,8 +57,8 @@ def p() -> str:
     return f"ctl/{uuid.uuid4().hex[:8]}/"
 
 
-def test_put_get_del(etcd: EtcdCluster, sc: SyncClient, p: str) -> None:
-    eps = etcd.endpoints
+def test_put_get_del(cluster: LocalCluster, sc: SyncClient, p: str) -> None:
+    eps = cluster.endpoints
     assert ok("put", p + "a", "1", eps=eps) == "OK\n"
     assert ok("put", p + "b", eps=eps, stdin="from stdin") == "OK\n"
     put = ok_json("put", p + "a", "2", "--prev-kv", eps=eps)
@@ -63,7 +69,14 @@ def test_put_get_del(etcd: EtcdCluster, sc: SyncClient, p: str) -> None:
                               "mod_revision": a.create_revision, "version": 1,
                               "value": b64("1")}
 
-    got = ok_json("get", p, "--prefix", eps=eps)
+    got, simple, keys_only, value_only, lim, old, table = par(
+        lambda: ok_json("get", p, "--prefix", eps=eps),
+        lambda: ok("get", p, "--prefix", eps=eps),
+        lambda: ok("get", p, "--prefix", "--keys-only", eps=eps),
+        lambda: ok("get", p + "a", "--print-value-only", eps=eps),
+        lambda: ok_json("get", p, "--prefix", "--limit", "1", eps=eps),
+        lambda: ok_json("get", p + "a", "--rev", str(a.create_revision), eps=eps),
+        lambda: ok("get", p, "--prefix", "-w", "table", eps=eps).splitlines())
     assert got["kvs"] == [
         {"key": b64(p + "a"), "create_revision": a.create_revision,
          "mod_revision": a.mod_revision, "version": 2, "value": b64("2")},
@@ -74,14 +87,11 @@ def test_put_get_del(etcd: EtcdCluster, sc: SyncClient, p: str) -> None:
     assert got["header"]["cluster_id"] == truth.header.cluster_id
     assert got["header"]["revision"] >= truth.header.revision
 
-    assert ok("get", p, "--prefix", eps=eps) == f"{p}a\n2\n{p}b\nfrom stdin\n"
-    assert ok("get", p, "--prefix", "--keys-only", eps=eps) == f"{p}a\n\n{p}b\n\n"
-    assert ok("get", p + "a", "--print-value-only", eps=eps) == "2\n"
-    lim = ok_json("get", p, "--prefix", "--limit", "1", eps=eps)
+    assert simple == f"{p}a\n2\n{p}b\nfrom stdin\n"
+    assert keys_only == f"{p}a\n\n{p}b\n\n"
+    assert value_only == "2\n"
     assert lim["more"] is True and lim["count"] == 2 and len(lim["kvs"]) == 1
-    old = ok_json("get", p + "a", "--rev", str(a.create_revision), eps=eps)
     assert old["kvs"][0]["value"] == b64("1")
-    table = ok("get", p, "--prefix", "-w", "table", eps=eps).splitlines()
     cells = [[c.strip() for c in line.split("|")[1:-1]] for line in table if line[0] == "|"]
     assert cells == [["KEY", "VALUE", "CREATE REV", "MOD REV", "VERSION", "LEASE"],
                      [p + "a", "2", str(a.create_revision), str(a.mod_revision), "2", ""],
@@ -96,24 +106,25 @@ def test_put_get_del(etcd: EtcdCluster, sc: SyncClient, p: str) -> None:
     assert sc.get(p, prefix=True).count == 0
 
 
-def test_endpoint_sources(etcd: EtcdCluster, sc: SyncClient, p: str, tmp_path: Path) -> None:
+def test_endpoint_sources(cluster: LocalCluster, sc: SyncClient, p: str, tmp_path: Path) -> None:
     sc.put(p + "e", "v")
-    for var in ("RAFTCTL_ENDPOINTS", "ETCDCTL_ENDPOINTS"):
-        r = run_raftctl("get", p + "e", env={var: ",".join(etcd.endpoints)})
-        assert (r.returncode, r.stdout) == (0, f"{p}e\nv\n"), r.stderr
     cf = clusterfile.ClusterFile("t", "tok", tuple(
         clusterfile.MemberEntry(m.name, m.client_url, m.peer_url, str(m.data_dir))
-        for m in etcd.members))
+        for m in cluster.members))
     clusterfile.save(cf, tmp_path / "c.json")
-    r = run_raftctl("--cluster-file", str(tmp_path / "c.json"), "get", p + "e")
-    assert (r.returncode, r.stdout) == (0, f"{p}e\nv\n"), r.stderr
-    r = run_raftctl("--cluster-file", str(tmp_path / "missing.json"), "get", "x")
+    raftctl_env, etcdctl_env, from_file, r = par(
+        *(lambda var=var: run_raftctl("get", p + "e", env={var: ",".join(cluster.endpoints)})
+          for var in ("RAFTCTL_ENDPOINTS", "ETCDCTL_ENDPOINTS")),
+        lambda: run_raftctl("--cluster-file", str(tmp_path / "c.json"), "get", p + "e"),
+        lambda: run_raftctl("--cluster-file", str(tmp_path / "missing.json"), "get", "x"))
+    for got in (raftctl_env, etcdctl_env, from_file):
+        assert (got.returncode, got.stdout) == (0, f"{p}e\nv\n"), got.stderr
     assert r.returncode == 3 and r.stderr.startswith("Error: ") and "no cluster file" in r.stderr
 
 
-def test_txn_from_stdin_file_and_interactive(etcd: EtcdCluster, sc: SyncClient, p: str,
+def test_txn_from_stdin_file_and_interactive(cluster: LocalCluster, sc: SyncClient, p: str,
                                              tmp_path: Path) -> None:
-    eps = etcd.endpoints
+    eps = cluster.endpoints
     sc.put(p + "k", "v1")
     text = f'value("{p}k") = "v1"\n\nput {p}k v2\nget {p}k\n\nput {p}k failed\n'
     assert ok("txn", eps=eps, stdin=text) == f"SUCCESS\n\nOK\n\n{p}k\nv2\n"
@@ -132,59 +143,67 @@ def test_txn_from_stdin_file_and_interactive(etcd: EtcdCluster, sc: SyncClient, 
     assert r.returncode == 3 and "Error: line 1: unknown compare target" in r.stderr
 
 
-def test_watch(etcd: EtcdCluster, sc: SyncClient, p: str) -> None:
-    eps = etcd.endpoints
+def test_watch(cluster: LocalCluster, sc: SyncClient, p: str) -> None:
+    eps = cluster.endpoints
     r1 = sc.put(p + "w", "1").header.revision
     sc.put(p + "w", "2")
     r3 = sc.delete(p + "w").header.revision
-    out = ok("watch", p, "--prefix", "--rev", str(r1), "--max-events", "3", eps=eps)
+    out, lines = par(
+        lambda: ok("watch", p, "--prefix", "--rev", str(r1), "--max-events", "3", eps=eps),
+        lambda: ok("watch", p + "w", "--rev", str(r1), "--max-events", "3", "-w", "json",
+                   eps=eps).splitlines())
     assert out == f"PUT\n{p}w\n1\nPUT\n{p}w\n2\nDELETE\n{p}w\n\n"
-    lines = ok("watch", p + "w", "--rev", str(r1), "--max-events", "3", "-w", "json",
-               eps=eps).splitlines()
     events = [e for line in lines for e in json.loads(line)["Events"]]
     assert events[0] == {"kv": {"key": b64(p + "w"), "create_revision": r1,
                                 "mod_revision": r1, "version": 1, "value": b64("1")}}
     assert events[2] == {"type": 1, "kv": {"key": b64(p + "w"), "mod_revision": r3}}
 
 
-def test_lease_verbs(etcd: EtcdCluster, sc: SyncClient, p: str) -> None:
-    eps = etcd.endpoints
+def test_lease_verbs(cluster: LocalCluster, sc: SyncClient, p: str) -> None:
+    eps = cluster.endpoints
     m = re.fullmatch(r"lease ([0-9a-f]{16}) granted with TTL\(60s\)\n",
                      ok("lease", "grant", "60", eps=eps))
     assert m, "unexpected grant output"
     lid = m.group(1)
     assert ok("put", p + "l", "v", "--lease", lid, eps=eps) == "OK\n"
-    ttl = ok("lease", "timetolive", lid, "--keys", eps=eps)
+    ttl, t, kept, listed = par(
+        lambda: ok("lease", "timetolive", lid, "--keys", eps=eps),
+        lambda: ok_json("lease", "timetolive", lid, eps=eps),
+        lambda: ok("lease", "keep-alive", "--once", lid, eps=eps),
+        lambda: ok("lease", "list", eps=eps))
     assert re.fullmatch(rf"lease {lid} granted with TTL\(60s\), remaining\(\d+s\), "
                         rf"attached keys\(\[{p}l\]\)\n", ttl), ttl
-    t = ok_json("lease", "timetolive", lid, eps=eps)
     assert t["id"] == int(lid, 16) and t["granted-ttl"] == 60 and 0 < t["ttl"] <= 60
-    assert ok("lease", "keep-alive", "--once", lid, eps=eps) == \
-        f"lease {lid} keepalived with TTL(60)\n"
-    assert lid in ok("lease", "list", eps=eps).split()
+    assert kept == f"lease {lid} keepalived with TTL(60)\n"
+    assert lid in listed.split()
     assert ok("lease", "revoke", lid, eps=eps) == f"lease {lid} revoked\n"
     assert sc.get_one(p + "l") is None
-    assert ok("lease", "timetolive", lid, eps=eps) == f"lease {lid} already expired\n"
-    assert ok("lease", "keep-alive", lid, eps=eps) == f"lease {lid} expired or revoked.\n"
-    g = ok_json("lease", "grant", "30", eps=eps)
+    expired, not_kept, g, bad_hex, r = par(
+        lambda: ok("lease", "timetolive", lid, eps=eps),
+        lambda: ok("lease", "keep-alive", lid, eps=eps),
+        lambda: ok_json("lease", "grant", "30", eps=eps),
+        lambda: run_raftctl("lease", "revoke", "zz", endpoints=eps),
+        lambda: run_raftctl("lease", "revoke", lid, endpoints=eps))
+    assert expired == f"lease {lid} already expired\n"
+    assert not_kept == f"lease {lid} expired or revoked.\n"
     assert g["TTL"] == 30 and g["ID"] > 0 and g["cluster_id"] > 0
-    r = run_raftctl("lease", "revoke", "zz", endpoints=eps)
-    assert r.returncode == 128 and "bad hex ID" in r.stderr
-    r = run_raftctl("lease", "revoke", lid, endpoints=eps)
+    assert bad_hex.returncode == 128 and "bad hex ID" in bad_hex.stderr
     assert r.returncode == 1 and r.stderr == "Error: etcdserver: requested lease not found\n"
 
 
-def test_member_verbs(etcd: EtcdCluster, sc: SyncClient) -> None:
-    eps = etcd.endpoints
+def test_member_verbs(cluster: LocalCluster, sc: SyncClient) -> None:
+    eps = cluster.endpoints
     truth = sc.member_list()
-    lst = ok_json("member", "list", eps=eps)
+    lst, simple, table = par(
+        lambda: ok_json("member", "list", eps=eps),
+        lambda: ok("member", "list", eps=eps).splitlines(),
+        lambda: ok("member", "list", "-w", "table", eps=eps).splitlines())
     assert lst["members"] == [
         {"ID": m.id, "name": m.name, "peerURLs": list(m.peer_urls),
          "clientURLs": list(m.client_urls)} for m in truth.members]
-    assert ok("member", "list", eps=eps).splitlines() == [
+    assert simple == [
         f"{m.id:x}, started, {m.name}, {m.peer_urls[0]}, {m.client_urls[0]}, false"
         for m in truth.members]
-    table = ok("member", "list", "-w", "table", eps=eps).splitlines()
     assert [c.strip() for c in table[1].split("|")[1:-1]] == \
         ["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"]
     assert len(table) == 4 + len(truth.members)
@@ -211,40 +230,41 @@ def test_member_verbs(etcd: EtcdCluster, sc: SyncClient) -> None:
     assert len(sc.member_list().members) == len(truth.members)
 
 
-def test_endpoint_status_and_health(etcd: EtcdCluster, sc: SyncClient) -> None:
-    eps = etcd.endpoints
-    st = ok_json("endpoint", "status", eps=eps)
+def test_endpoint_status_and_health(cluster: LocalCluster, sc: SyncClient) -> None:
+    eps = cluster.endpoints
+    st, table, simple, health, out, bad = par(
+        lambda: ok_json("endpoint", "status", eps=eps),
+        lambda: ok("endpoint", "status", "-w", "table", eps=eps).splitlines(),
+        lambda: ok("endpoint", "status", "--cluster", eps=eps[:1]).splitlines(),
+        lambda: ok_json("endpoint", "health", eps=eps),
+        lambda: ok("endpoint", "health", eps=eps[:1]),
+        lambda: run_raftctl("--command-timeout", "1s", "endpoint", "health",
+                            endpoints=["127.0.0.1:1"]))
     assert [e["Endpoint"] for e in st] == eps
     ids = {u: m.id for m in sc.member_list().members for u in m.client_urls}
     leader = sc.leader()
     for e in st:
         assert e["Status"]["header"]["member_id"] == ids[e["Endpoint"]]
         assert e["Status"]["leader"] == leader.header.member_id
-        assert e["Status"]["version"] == "3.4.23"
-        assert e["Raftnode"]["leader_changes"].isdigit()  # from etcd's own /metrics
-    table = ok("endpoint", "status", "-w", "table", eps=eps).splitlines()
+        assert e["Status"]["version"] == cluster.version
+        assert e["Raftnode"]["leader_changes"].isdigit()  # from the member's /metrics
     head = [c.strip() for c in table[1].split("|")[1:-1]]
     assert head[:10] == ["ENDPOINT", "ID", "VERSION", "DB SIZE", "IS LEADER", "IS LEARNER",
                          "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX", "ERRORS"]
     assert "FSYNC P99" in head and "LEADER CHANGES" in head
     rows = [[c.strip() for c in line.split("|")[1:-1]] for line in table[3:-1]]
     assert sorted(r[4] for r in rows) == ["false", "false", "true"]
-    simple = ok("endpoint", "status", "--cluster", eps=eps[:1]).splitlines()
-    assert len(simple) == 3 and all(line.split(", ")[2] == "3.4.23" for line in simple)
-    health = ok_json("endpoint", "health", eps=eps)
+    assert len(simple) == 3 and all(line.split(", ")[2] == cluster.version for line in simple)
     assert [(h["endpoint"], h["health"]) for h in health] == [(ep, True) for ep in eps]
     assert all(re.fullmatch(r"[\d.]+(ms|µs|s)", h["took"]) for h in health)
-    out = ok("endpoint", "health", eps=eps[:1])
     assert re.fullmatch(rf"{re.escape(eps[0])} is healthy: successfully committed proposal: "
                         r"took = [\d.]+(ms|µs|s)\n", out)
-    bad = run_raftctl("--command-timeout", "1s", "endpoint", "health",
-                      endpoints=["127.0.0.1:1"])
     assert bad.returncode == 1 and "127.0.0.1:1 is unhealthy" in bad.stderr
 
 
-def test_move_leader_snapshot_compaction(etcd: EtcdCluster, sc: SyncClient,
+def test_move_leader_snapshot_compaction(cluster: LocalCluster, sc: SyncClient,
                                          tmp_path: Path) -> None:
-    eps = etcd.endpoints
+    eps = cluster.endpoints
     old = sc.leader()
     target = next(m for m in sc.member_list().members
                   if m.id != old.header.member_id and m.started and not m.is_learner)
@@ -252,10 +272,15 @@ def test_move_leader_snapshot_compaction(etcd: EtcdCluster, sc: SyncClient,
     assert out == f"Leadership transferred from {old.header.member_id:x} to {target.id:x}\n"
     assert sc.leader().header.member_id == target.id
     snap = tmp_path / "s.db"
-    assert ok("snapshot", "save", str(snap), eps=eps[:1]) == f"Snapshot saved at {snap}\n"
-    assert snap.stat().st_size > 0 and snap.read_bytes()[16:20] == bytes.fromhex("edda0ced")
-    r = run_raftctl("snapshot", "save", str(tmp_path / "no" / "dir" / "s.db"),
-                    endpoints=eps[:1])
+    saved, r = par(
+        lambda: ok("snapshot", "save", str(snap), eps=eps[:1]),
+        lambda: run_raftctl("snapshot", "save", str(tmp_path / "no" / "dir" / "s.db"),
+                            endpoints=eps[:1]))
+    assert saved == f"Snapshot saved at {snap}\n"
+    data = snap.read_bytes()
+    assert len(data) > 32 and hashlib.sha256(data[:-32]).digest() == data[-32:]
+    if cluster.kind == "etcd":  # a bbolt file: meta page magic 0xED0CDAED
+        assert data[16:20] == bytes.fromhex("edda0ced")
     assert r.returncode == 6 and r.stderr.startswith("Error: ")
     rev = sc.put("ctl/compact", "x").header.revision
     assert ok("compaction", str(rev), eps=eps) == f"compacted revision {rev}\n"
@@ -264,86 +289,58 @@ def test_move_leader_snapshot_compaction(etcd: EtcdCluster, sc: SyncClient,
     assert r.stderr == "Error: etcdserver: mvcc: required revision has been compacted\n"
 
 
-def test_errors_and_exit_codes(etcd: EtcdCluster) -> None:
-    r = run_raftctl("--command-timeout", "500ms", "get", "k", endpoints=["127.0.0.1:1"])
+def test_errors_and_exit_codes(cluster: LocalCluster) -> None:
+    eps = cluster.endpoints
+    unreachable, future, verb, bad_int = par(
+        lambda: run_raftctl("--command-timeout", "500ms", "get", "k",
+                            endpoints=["127.0.0.1:1"]),
+        lambda: run_raftctl("get", "k", "--rev", "99999999", endpoints=eps),
+        lambda: run_raftctl("frobnicate", endpoints=eps),
+        lambda: run_raftctl("get", "--rev", "x", "k", endpoints=eps))
+    r = unreachable
     assert r.returncode == 2 and r.stderr.startswith("Error: ") and "127.0.0.1:1" in r.stderr
-    r = run_raftctl("get", "k", "--rev", "99999999", endpoints=etcd.endpoints)
+    r = future
     assert r.returncode == 1
     assert r.stderr == "Error: etcdserver: mvcc: required revision is a future revision\n"
-    r = run_raftctl("frobnicate", endpoints=etcd.endpoints)
+    r = verb
     assert r.returncode == 128 and "Error: argument verb: invalid choice" in r.stderr
-    r = run_raftctl("get", "--rev", "x", "k", endpoints=etcd.endpoints)
+    r = bad_int
     assert r.returncode == 128 and "invalid int value" in r.stderr
-    r = run_raftctl("failpoint", "set", "walBeforeFsync", "sleep(100)",
-                    endpoints=etcd.endpoints[:1])
-    assert r.returncode == 4 and "failpoints are not enabled" in r.stderr
 
 
-class GofailServer:
-    """gofail's HTTP interface as raftnode serves it under /debug/failpoints (etcd 3.4 has
-    no failpoints unless built with them), on a real socket in its own thread."""
-
-    def __init__(self) -> None:
-        self.terms: dict[str, str] = {}
-        self.url = ""
-        self._ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    async def _handle(self, req: web.Request) -> web.Response:
-        name = req.match_info["name"]
-        if req.method == "PUT":
-            term = (await req.text()).strip()
-            if not re.fullmatch(r"[\w%*().\"\->]+", term):
-                return web.Response(status=400, text=f"failed to set failpoint {name}")
-            self.terms[name] = term
-            return web.Response(status=204)
-        if not name:
-            return web.Response(text="".join(f"{k}={v}\n" for k, v in self.terms.items()))
-        if name not in self.terms:
-            return web.Response(status=404, text=f"failpoint {name} not found")
-        if req.method == "DELETE":
-            del self.terms[name]
-            return web.Response(status=204)
-        return web.Response(text=self.terms[name])
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_route("*", "/debug/failpoints/{name:.*}", self._handle)
-        runner = web.AppRunner(app)
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        port = runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(runner.cleanup())
-
-    def __enter__(self) -> GofailServer:
-        self._thread.start()
-        self._ready.wait(5)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-
-
-def test_failpoint_verbs_against_gofail_routes() -> None:
-    with GofailServer() as srv:
-        eps = [srv.url]
-        assert ok("failpoint", "set", "walBeforeFsync", "sleep(1500)", eps=eps) == \
-            f"{srv.url}, walBeforeFsync, sleep(1500)\n"
-        assert srv.terms == {"walBeforeFsync": "sleep(1500)"}
+def test_failpoint_verbs_against_a_member(cluster: LocalCluster) -> None:
+    eps = cluster.endpoints[:1]
+    if not cluster.extended:  # etcd 3.4 is not built with gofail
+        r = run_raftctl("failpoint", "set", "walBeforeFsync", "sleep(100)", endpoints=eps)
+        assert r.returncode == 4 and "failpoints are not enabled" in r.stderr
+        return
+    ep = eps[0]
+    assert ok("failpoint", "set", "walBeforeFsync", "sleep(1)", eps=eps) == \
+        f"{ep}, walBeforeFsync, sleep(1)\n"
+    try:
         assert ok_json("failpoint", "get", "walBeforeFsync", eps=eps) == \
-            [{"endpoint": srv.url, "name": "walBeforeFsync", "term": "sleep(1500)"}]
-        assert ok("failpoint", "list", eps=eps) == f"{srv.url}, walBeforeFsync, sleep(1500)\n"
+            [{"endpoint": ep, "name": "walBeforeFsync", "term": "sleep(1)"}]
+        assert f"{ep}, walBeforeFsync, sleep(1)" in ok("failpoint", "list", eps=eps).splitlines()
+    finally:
         assert ok("failpoint", "clear", "walBeforeFsync", eps=eps) == \
-            f"{srv.url}, walBeforeFsync cleared\n"
-        assert srv.terms == {}
-        r = run_raftctl("failpoint", "get", "walBeforeFsync", endpoints=eps)
-        assert r.returncode == 1 and "not found" in r.stderr
-        r = run_raftctl("failpoint", "set", "x", "bad term;", endpoints=eps)
-        assert r.returncode == 1 and "HTTP 400" in r.stderr
+            f"{ep}, walBeforeFsync cleared\n"
+    assert f"{ep}, walBeforeFsync, sleep(1)" not in ok("failpoint", "list", eps=eps)
+    r = run_raftctl("failpoint", "set", "walBeforeFsync", "bad term;", endpoints=eps)
+    assert r.returncode == 1 and "HTTP 400" in r.stderr, r.stderr
+
+
+def test_failpoint_list_shows_armed_failpoints_only(cluster: LocalCluster) -> None:
+    eps = cluster.endpoints[1:2]
+    if not cluster.extended:
+        r = run_raftctl("failpoint", "list", endpoints=eps)
+        assert r.returncode == 4 and "failpoints are not enabled" in r.stderr
+        return
+    assert ok("failpoint", "list", eps=eps) == ""  # nothing armed on this member
+
+
+def test_failpoint_get_of_an_unset_failpoint(cluster: LocalCluster) -> None:
+    r = run_raftctl("failpoint", "get", "walBeforeFsync", endpoints=cluster.endpoints[:1])
+    if not cluster.extended:
+        assert r.returncode == 4 and "failpoints are not enabled" in r.stderr
+        return
+    assert r.returncode == 1 and "walBeforeFsync" in r.stderr, r.stderr

@@ -11,7 +11,7 @@ from cluster.client import Client
 from cluster.errors import CompactedError
 from cluster.types import Event
 from cluster.watch import Watch
-from tests.cluster.etcd_cluster import EtcdCluster
+from tests.cluster.local_cluster import LocalCluster
 
 
 async def _collect(w: Watch, n: int, timeout: float = 10) -> list[Event]:
@@ -75,9 +75,9 @@ async def test_watch_from_compacted_revision_raises(client: Client) -> None:
 
 
 @pytest.mark.parametrize("role", ["follower", "leader"])
-async def test_watch_resumes_on_another_member_exactly_once(etcd_fresh: EtcdCluster,
+async def test_watch_resumes_on_another_member_exactly_once(fresh: LocalCluster,
                                                             role: str) -> None:
-    c = etcd_fresh
+    c = fresh
     victim = c.follower() if role == "follower" else c.leader()
     others = [m.client_url for m in c.members if m is not victim]
     n_before, n_after = 20, 30
@@ -109,9 +109,9 @@ async def test_watch_resumes_on_another_member_exactly_once(etcd_fresh: EtcdClus
     assert [e.kv.value for e in got] == [str(i).encode() for i in range(n_before + n_after)]
 
 
-async def test_watch_leaves_a_hung_member(etcd_fresh: EtcdCluster) -> None:
+async def test_watch_leaves_a_hung_member(fresh: LocalCluster) -> None:
     """A SIGSTOPped member keeps the stream open and silent; the liveness probe notices."""
-    c = etcd_fresh
+    c = fresh
     victim = c.follower()
     others = [m.client_url for m in c.members if m is not victim]
     async with Client([victim.client_url, *others], watch_liveness=0.3) as wc, \
