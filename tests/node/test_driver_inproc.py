@@ -82,7 +82,7 @@ async def leader_of(drivers: list[Driver], timeout: float = 5.0) -> Driver:
                          [(False, "memory"), (True, "memory"), (False, "file"), (True, "sqlite")])
 async def test_writes_commit_everywhere_and_follower_forwards(tmp_path, async_writes,
                                                               backend) -> None:
-    net, drivers = make_cluster(tmp_path, async_writes=async_writes, backend=backend)
+    _net, drivers = make_cluster(tmp_path, async_writes=async_writes, backend=backend)
     for d in drivers:
         d.start()
     try:

@@ -123,7 +123,7 @@ async def test_member_down_past_compaction_rejoins_by_snapshot(harness: Harness)
     lagger = next(n for n in harness.names() if n != leader)
     await harness.kill(lagger)
     async with harness.client([n for n in harness.names() if n != lagger]) as c:
-        for i in range(150):  # > 3 × snapshot-count
+        for i in range(150):  # > 3 x snapshot-count
             await c.put(f"s{i:03d}", "x" * 100)
     await harness.start(lagger)
     rev = await harness.converged(timeout=30)
