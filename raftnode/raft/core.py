@@ -454,6 +454,14 @@ class Raft:
     def _handle_append(self, m: Message) -> None:
         log = self.log
         if m.index < log.commit:
+            here = log.term(m.index)
+            if here is not None and m.index > 0 and here != m.log_term:
+                # a committed entry here that the leader does not have: this member (or the
+                # majority) lost acknowledged state, e.g. a power cut under --unsafe-no-fsync.
+                # Going on would serve a history the cluster does not have: stop loudly.
+                raise InvariantViolation(
+                    f"committed entry {m.index} has term {here} here but term {m.log_term} "
+                    f"at leader {m.frm}: logs diverged below the commit index")
             self.msgs_after_persist.append(Message(MT.APP_RESP, m.frm, self.id, self.term,
                                                    index=log.commit))
             return

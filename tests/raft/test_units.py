@@ -263,3 +263,18 @@ def test_remote_transfer_to_non_voter_is_dropped() -> None:
     node = leader()
     node.step(Message(MT.TRANSFER_LEADER, 1, 2, 0, index=9))
     assert node.raft.lead_transferee == 0 and node.raft.role == Role.LEADER
+
+
+def test_append_disagreeing_with_a_committed_entry_stops_the_member() -> None:
+    """Log Matching below the commit index cannot fail in Raft; if it does, acknowledged
+    state was lost somewhere (a power cut under --unsafe-no-fsync), and the member must stop
+    rather than keep serving a history the cluster does not have (etcd panics likewise)."""
+    node = RawNode(Config(id=2), random.Random(0),
+                   hard_state=HardState(term=2, vote=0, commit=3),
+                   entries=[Entry(1, 1), Entry(2, 2), Entry(3, 2)],
+                   conf_state=ConfState(voters=(1, 2, 3)))
+    agree = Message(MT.APP, 2, 1, 3, log_term=2, index=2, commit=3)
+    node.step(agree)  # the leader has our committed entry 2: fine
+    diverged = Message(MT.APP, 2, 1, 3, log_term=3, index=2, commit=3)
+    with pytest.raises(InvariantViolation, match="committed entry 2"):
+        node.step(diverged)
