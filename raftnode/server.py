@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -262,6 +264,7 @@ async def serve(cfg: Config) -> int:
                     state=cfg.initial_cluster_state, token=cfg.initial_cluster_token,
                     election_tick=max(2, round(cfg.election_timeout_ms / cfg.heartbeat_interval_ms)),
                     async_storage_writes=cfg.async_storage_writes, tick_seconds=tick)
+    broken_before = broken_wal_files(cfg)
     try:
         booted = await loop.run_in_executor(None, boot, spec, storage, random.Random())
     except (BootstrapError, WALError) as e:
@@ -269,6 +272,10 @@ async def serve(cfg: Config) -> int:
         with contextlib.suppress(Exception):
             storage.close()
         return 1
+    for path in sorted(broken_wal_files(cfg) - broken_before):
+        log.warning("repaired a torn WAL tail; the segment as found is kept in %s", path)
+    gc.collect()
+    gc.freeze()  # the restored state is long-lived: keep full collections off it (see driver)
     me = booted.member_id
     log.info("starting member %s name=%s cluster=%s applied=%d snapshot=%d mode=%s",
              fmt_id(me), cfg.name, fmt_id(booted.cluster_id), booted.applied,
@@ -354,6 +361,13 @@ def bind_wal_metrics(metrics: Metrics) -> None:
         metrics.wal_write_bytes.inc(nbytes)
 
     HOOKS.on_write = on_write
+
+
+def broken_wal_files(cfg: Config) -> set[str]:
+    """The file backend's ``.broken`` copies (kept by a torn-tail repair during load)."""
+    if cfg.wal_backend != "file":
+        return set()
+    return {str(p) for p in (Path(cfg.data_dir) / "member" / "wal").glob("*.broken")}
 
 
 def _no_failpoint(name: str) -> None:
