@@ -3,12 +3,7 @@ the JSON bodies must match field by field (member/cluster IDs and raft term asid
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
-import shutil
-import socket
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,45 +13,16 @@ import orjson
 import pytest
 
 from tests.api.conftest import Gw
+from tests.etcd_single import ETCD, HAVE_ETCD, single_etcd
 
-ETCD = shutil.which("etcd") or "/usr/bin/etcd"
-pytestmark = pytest.mark.skipif(not os.access(ETCD, os.X_OK),
+pytestmark = pytest.mark.skipif(not HAVE_ETCD,
                                 reason=f"no etcd binary at {ETCD} (apt install etcd-server)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 async def etcd(tmp_path: Path) -> AsyncIterator[str]:
-    cport, pport = _free_port(), _free_port()
-    curl, purl = f"http://127.0.0.1:{cport}", f"http://127.0.0.1:{pport}"
-    log = open(tmp_path / "etcd.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [ETCD, "--name", "default", "--data-dir", str(tmp_path / "data"),
-         "--listen-client-urls", curl, "--advertise-client-urls", curl,
-         "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
-         "--initial-cluster", f"default={purl}"], stdout=log, stderr=log)
-    try:
-        async with aiohttp.ClientSession() as s:
-            for _ in range(200):
-                try:
-                    async with s.post(curl + "/v3/kv/range", data=b'{"key":"AA=="}') as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-            else:
-                raise RuntimeError("etcd did not start: " + (tmp_path / "etcd.log").read_text())
-        yield curl
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+    async with single_etcd(tmp_path) as url:
+        yield url
 
 
 def b64(s: bytes) -> str:

@@ -6,10 +6,6 @@ chunk. Cross-watcher interleaving is not specified, so messages are compared per
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,19 +14,13 @@ import aiohttp
 import orjson
 import pytest
 
+from tests.etcd_single import ETCD, HAVE_ETCD, single_etcd
 from tests.watch.conftest import RawWatch, WGw, b64
 from tests.watch.test_http import create
 
-ETCD = shutil.which("etcd") or "/usr/bin/etcd"
-pytestmark = pytest.mark.skipif(not os.access(ETCD, os.X_OK),
+pytestmark = pytest.mark.skipif(not HAVE_ETCD,
                                 reason=f"no etcd binary at {ETCD} (apt install etcd-server)")
 IDS = ("cluster_id", "member_id", "raft_term")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Target:
@@ -58,34 +48,11 @@ class Target:
 
 @pytest.fixture
 async def etcd(tmp_path: Path) -> AsyncIterator[Target]:
-    cport, pport = _free_port(), _free_port()
-    curl, purl = f"http://127.0.0.1:{cport}", f"http://127.0.0.1:{pport}"
-    log = open(tmp_path / "etcd.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [ETCD, "--name", "default", "--data-dir", str(tmp_path / "data"),
-         "--listen-client-urls", curl, "--advertise-client-urls", curl,
-         "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
-         "--initial-cluster", f"default={purl}"], stdout=log, stderr=log)
-    try:
-        async with aiohttp.ClientSession() as s:
-            for _ in range(200):
-                try:
-                    async with s.post(curl + "/v3/kv/range", data=b'{"key":"AA=="}') as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-            else:
-                raise RuntimeError("etcd did not start: " + (tmp_path / "etcd.log").read_text())
-            t = Target(curl, s)
-            yield t
-            for w in t.streams:
-                await w.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+    async with single_etcd(tmp_path) as curl, aiohttp.ClientSession() as s:
+        t = Target(curl, s)
+        yield t
+        for w in t.streams:
+            await w.close()
 
 
 @pytest.fixture
