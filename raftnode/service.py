@@ -95,17 +95,38 @@ class RaftService:
         return ResponseHeader(self.cluster_id, self.member_id, self.sm.store.revision,
                               self.driver.term)
 
+    def has_leader(self) -> bool:
+        return bool(self.driver.lead)
+
+    @property
+    def election_timeout(self) -> float:
+        return self.election_seconds
+
     async def write(self, req: WriteRequest) -> Response:
         self._refuse_learner()
         resp = await self.driver.propose(req)
         if isinstance(resp, LeaseGrantResponse):
             self._expiry[resp.ID] = self._clock() + resp.TTL
+            if self.driver.role != Role.LEADER:
+                # the leader's clock decides expiry, and its lease loop would only notice
+                # this grant later (and then allow an election timeout more): start the
+                # lease there now, before the client learns of it, as etcd's leader does
+                # on applying the grant (bounded; if it fails, the loop's late start stays)
+                with contextlib.suppress(EtcdError, TimeoutError):
+                    await asyncio.wait_for(
+                        self._to_leader("/v3/lease/keepalive", {"ID": resp.ID}),
+                        self.election_seconds)
         elif isinstance(req, LeaseRevokeRequest):
             self._expiry.pop(req.ID, None)
         return resp
 
     async def read(self, req: RangeRequest | TxnRequest, *, serializable: bool
                    ) -> RangeResponse | TxnResponse:
+        if isinstance(req, TxnRequest) and not _has_range(req):
+            # etcd calls a txn with no range in it "serializable" (vacuously) and answers
+            # its compares from a follower's possibly stale state; a compare-only txn is a
+            # read of the current state, so it gets a ReadIndex like any other read here
+            serializable = False
         if not serializable:
             self._refuse_learner()
             await self.driver.read_barrier()
@@ -151,6 +172,9 @@ class RaftService:
                     log.info("lease %x revoke on expiry not done yet: %s", lid, e.message)
 
     async def lease_time_to_live(self, req: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse:
+        # the attached keys come from this member's store: bring it up to date first (etcd's
+        # leader waits for its applied index; a follower here must see the same state)
+        await self.driver.read_barrier()
         r = self.sm.store.lease_time_to_live(req)
         if r.TTL < 0:
             return r
@@ -163,6 +187,7 @@ class RaftService:
         return LeaseTimeToLiveResponse(r.revision, r.ID, remaining, r.grantedTTL, r.keys)
 
     async def lease_leases(self) -> LeaseLeasesResponse:
+        await self.driver.read_barrier()  # linearizable (etcd reads its local lessor)
         return self.sm.store.lease_leases()
 
     async def lease_keepalive(self, lease_id: int) -> int:
@@ -170,6 +195,22 @@ class RaftService:
             body = await self._to_leader("/v3/lease/keepalive", {"ID": lease_id})
             res = body.get("result", body)
             return int(res.get("TTL", 0))
+        # etcd's waitAppliedIndex: a grant committed (and already applied by the follower
+        # that relayed this renewal) may not be applied here yet
+        await self.driver.wait_applied(self.driver.rn.status().commit)
+        # etcd's Renew: a lease whose TTL ran out is not renewed (that would tell its holder
+        # it keeps keys, a lock, that the pending revoke deletes a moment later); the
+        # renewal waits for the revoke and answers not found, or, if leadership moves
+        # first, goes to the new leader (which extended every lease)
+        give_up = self._clock() + self.driver.request_timeout
+        while (due := self._expiry.get(lease_id)) is not None and due <= self._clock():
+            if self.sm.store.lease(lease_id) is None:
+                return 0
+            if self.driver.role != Role.LEADER:
+                return await self.lease_keepalive(lease_id)
+            if self._clock() > give_up:
+                raise ErrTimeout("etcdserver: request timed out (lease revoke pending)")
+            await asyncio.sleep(0.05)
         lease = self.sm.store.lease(lease_id)
         if lease is None:
             return 0
@@ -323,11 +364,23 @@ class RaftService:
         except orjson.JSONDecodeError as e:
             raise _err(f"etcdserver: bad reply from leader: {e}", GrpcCode.UNAVAILABLE) from e
         if r.status != 200 or "error" in obj:
+            # the leader's own error, passed on as it is: unary bodies carry
+            # {"error": msg, "code", "message"}, stream lines {"error": {"grpc_code", ...}}
             err = obj.get("error", obj)
-            if isinstance(err, dict):
-                raise _err(str(err.get("message", err)), GrpcCode(int(err.get("code", 2))))
-            raise _err(str(err), GrpcCode.UNKNOWN)
+            src: dict[str, Any] = err if isinstance(err, dict) else obj
+            code = src.get("code", src.get("grpc_code"))
+            msg = src.get("message", err)
+            try:
+                grpc = GrpcCode(int(code)) if code is not None else GrpcCode.UNKNOWN
+            except (TypeError, ValueError):
+                grpc = GrpcCode.UNKNOWN
+            raise _err(str(msg), grpc)
         return obj
+
+
+def _has_range(t: TxnRequest) -> bool:
+    return any(isinstance(op, RangeRequest) or (isinstance(op, TxnRequest) and _has_range(op))
+               for op in (*t.success, *t.failure))
 
 
 def _member_from_json(d: dict[str, Any]) -> Member:

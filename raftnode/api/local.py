@@ -87,6 +87,13 @@ class LocalService:
     def header(self) -> ResponseHeader:
         return ResponseHeader(self._cluster_id, self._member.ID, self.store.revision, 1)
 
+    def has_leader(self) -> bool:
+        return True  # the only member leads itself
+
+    @property
+    def election_timeout(self) -> float:
+        return 1.0  # etcd's default; never waited on (there is always a leader)
+
     async def write(self, req: WriteRequest) -> Response:
         resp = self.store.apply(req)
         self._applied += 1
@@ -115,6 +122,8 @@ class LocalService:
         return self.store.lease_leases()
 
     async def lease_keepalive(self, lease_id: int) -> int:
+        if self._expiry.get(lease_id, math.inf) <= self._clock():
+            self.expire_leases()  # etcd's Renew: a lease whose TTL ran out is not renewed
         lease = self.store.lease(lease_id)
         if lease is None:
             return 0

@@ -82,6 +82,16 @@ class KVService(Protocol):
         """cluster_id, member_id, current revision and raft term, for response headers."""
         ...
 
+    def has_leader(self) -> bool:
+        """Whether this member knows a leader now: watches opened with clientv3's
+        require-leader metadata are refused without one, and end when it stays away."""
+        ...
+
+    @property
+    def election_timeout(self) -> float:
+        """Seconds; how long a member may be without a leader before such watches end."""
+        ...
+
     async def write(self, req: WriteRequest) -> Response:
         """Put / delete_range / txn / compaction / lease grant|revoke, through consensus."""
         ...

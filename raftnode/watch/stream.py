@@ -10,6 +10,11 @@ when the client disconnects (noticed on a failed write or by polling the transpo
 after a bad request object: as gRPC ends a stream on error, the error is sent as
 grpc-gateway's stream error chunk and the response ends. A bad *first* object is refused
 with an ordinary HTTP error, before any chunk.
+
+A stream opened with clientv3's require-leader metadata (``Grpc-Metadata-Hasleader: true``)
+is refused with 503 ``etcdserver: no leader`` when the member knows no leader, and ended
+with that stream error once the member has been without one for three election timeouts
+(etcd's monitorLeader), so a watcher on a cut-off member moves to one that sees new events.
 """
 
 from __future__ import annotations
@@ -31,8 +36,15 @@ from raftnode.watch.hub import WatchCreate, WatchHub, WatchStream
 
 log = logging.getLogger("raftnode.watch")
 
+NO_LEADER = "etcdserver: no leader"
+
 #: how often an idle stream checks that its client is still connected (seconds)
 POLL_INTERVAL = 0.5
+
+#: clientv3's WithRequireLeader, as grpc-gateway passes gRPC metadata (``hasleader=true``)
+REQUIRE_LEADER_HEADER = "Grpc-Metadata-Hasleader"
+#: etcd's monitorLeader ends such streams after this many election timeouts without a leader
+NO_LEADER_TIMEOUTS = 3
 
 
 def apply(stream: WatchStream, req: WatchRequest | None) -> None:
@@ -96,6 +108,13 @@ def _gone(request: web.Request) -> bool:
 async def serve(request: web.Request, hub: WatchHub, service: KVService, *,
                 max_object_bytes: int) -> web.StreamResponse:
     """The watch handler (see the module docstring)."""
+    require_leader = request.headers.get(REQUIRE_LEADER_HEADER, "").lower() == "true"
+    if require_leader and not service.has_leader():
+        # etcd's stream interceptor refuses before the handler runs: 503, a stream error body
+        refused = web.Response(status=503, content_type="application/json",
+                               body=stream_error_chunk(NO_LEADER, GrpcCode.UNAVAILABLE))
+        refused.force_close()
+        return refused
     splitter = ObjectSplitter(max_object_bytes)
     first: list[bytes] = []
     eof = False
@@ -130,6 +149,7 @@ async def serve(request: web.Request, hub: WatchHub, service: KVService, *,
             reader.add_done_callback(_wake_and_retrieve(wake))
         progress_interval = hub.progress_interval
         next_tick = loop.time() + progress_interval
+        leaderless_since: float | None = None
         while True:
             wake.clear()  # before draining, so no wake-up between drain and wait is lost
             hub.check()
@@ -143,6 +163,16 @@ async def serve(request: web.Request, hub: WatchHub, service: KVService, *,
             if stream.closed or _gone(request):
                 break
             now = loop.time()
+            if require_leader:
+                # a member cut off from the leader must not keep a watcher silently waiting
+                # for events the majority goes on producing: end the stream, as etcd does
+                if service.has_leader():
+                    leaderless_since = None
+                elif leaderless_since is None:
+                    leaderless_since = now
+                elif now - leaderless_since >= NO_LEADER_TIMEOUTS * service.election_timeout:
+                    await resp.write(stream_error_chunk(NO_LEADER, GrpcCode.UNAVAILABLE) + b"\n")
+                    break
             if now >= next_tick:
                 next_tick = now + progress_interval
                 stream.tick()
