@@ -221,7 +221,7 @@ class RaftService:
 
     async def status(self) -> StatusInfo:
         st = self.driver.rn.status()
-        size = self.sm.store.approx_size() if hasattr(self.sm.store, "approx_size") else 0
+        size = self.sm.store.approx_size()
         errors = () if self.driver.lead else ("etcdserver: no leader",)
         me = self.sm.members.get(self.member_id)
         return StatusInfo(dbSize=size, leader=self.driver.lead, raftIndex=st.commit,
