@@ -52,7 +52,7 @@ def host_port(url: str) -> tuple[str, int]:
 
 @dataclass(slots=True)
 class Member:
-    """Everything of one member, built by :func:`build` and driven by :meth:`run`."""
+    """Everything of one running member; :func:`serve` builds it and waits on ``stop_event``."""
 
     cfg: Config
     storage: Storage
@@ -72,17 +72,16 @@ class Member:
     # -- network in/out -------------------------------------------------------------------
 
     def send(self, msgs: list[Message]) -> None:
-        fp = self.failpoints
+        fp = self.failpoints if self.cfg.enable_failpoints else None
         for m in msgs:
             if m.type == MessageType.SNAP and m.snapshot is not None:
                 task = asyncio.get_running_loop().create_task(self._send_snapshot(m))
                 self._bg.add(task)
                 task.add_done_callback(self._bg.discard)
                 continue
-            if self.driver.role == Role.LEADER:
-                fp.trigger("raftBeforeLeaderSend")
-            else:
-                fp.trigger("raftBeforeFollowerSend")
+            if fp is not None:
+                fp.trigger("raftBeforeLeaderSend" if self.driver.role == Role.LEADER
+                           else "raftBeforeFollowerSend")
             self.transport.send(m.to, encode_message(m))
 
     async def _send_snapshot(self, m: Message) -> None:
@@ -119,7 +118,8 @@ class Member:
     async def on_snapshot(self, frm: int, meta: bytes, data: bytes) -> None:
         obj = decode(meta, data)
         if isinstance(obj, Message):
-            self.failpoints.trigger("applyBeforeOpenSnapshot")
+            if self.cfg.enable_failpoints:
+                self.failpoints.trigger("applyBeforeOpenSnapshot")
             self.driver.step(obj)
 
     # -- lifecycle ------------------------------------------------------------------------
