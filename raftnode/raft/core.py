@@ -334,9 +334,14 @@ class Raft:
             mtype, term = MT.VOTE, self.term
         ctx = CAMPAIGN_TRANSFER if transfer else b""
         li, lt = self.log.last_index(), self.log.last_term()
+        # a vote request goes only once the new term and self-vote are durable (Figure 2:
+        # persist before any RPC). Sent earlier, a candidate that crashes and comes back
+        # with its old term can campaign for the same term again, win it again with the
+        # votes already cast for it, and lead one term twice with different logs.
+        out = self.msgs if pre else self.msgs_after_persist
         for nid in sorted(self.voters):
             if nid != self.id:
-                self.msgs.append(Message(mtype, nid, self.id, term, lt, li, context=ctx))
+                out.append(Message(mtype, nid, self.id, term, lt, li, context=ctx))
 
     def _poll(self) -> bool:
         """Count votes; returns True if the election was decided (won or lost)."""
@@ -455,16 +460,22 @@ class Raft:
         log = self.log
         if m.index < log.commit:
             here = log.term(m.index)
-            if here is not None and m.index > 0 and here != m.log_term:
+            if here is None:
+                # compacted here: nothing to compare; etcd's answer, "I have up to commit"
+                self.msgs_after_persist.append(Message(MT.APP_RESP, m.frm, self.id, self.term,
+                                                       index=log.commit))
+                return
+            if m.index > 0 and here != m.log_term:
                 # a committed entry here that the leader does not have: this member (or the
                 # majority) lost acknowledged state, e.g. a power cut under --unsafe-no-fsync.
                 # Going on would serve a history the cluster does not have: stop loudly.
                 raise InvariantViolation(
                     f"committed entry {m.index} has term {here} here but term {m.log_term} "
                     f"at leader {m.frm}: logs diverged below the commit index")
-            self.msgs_after_persist.append(Message(MT.APP_RESP, m.frm, self.id, self.term,
-                                                   index=log.commit))
-            return
+            # unlike etcd-io/raft, do not answer "up to commit" on trust: compare the entries
+            # (maybe_append raises on one that conflicts with a committed entry), so a
+            # member that kept entries the majority lost is found out instead of being
+            # counted as holding the leader's log
         last_new = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
         if last_new is not None:
             self.msgs_after_persist.append(Message(MT.APP_RESP, m.frm, self.id, self.term,

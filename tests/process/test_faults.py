@@ -319,9 +319,10 @@ async def test_whole_cluster_power_cut_under_load(harness: Harness, mode: str) -
     fsync on: nothing acknowledged is lost. ``--unsafe-no-fsync`` with the OS surviving
     (a process crash): nothing is lost either, the page cache has it all. With the unsynced
     tails also lost (chaos variant): acknowledged writes may go, but what survives is a
-    prefix of the history and every member must converge or stop loudly. Known to fail
-    today when a minority keeps (and applied) entries that the majority lost: it stays
-    a silent, divergent follower (etcd too; see the report).
+    prefix of the history and every member must converge or stop loudly: a minority that
+    kept (and applied) entries the majority lost finds out when the new leader's entries
+    conflict with its committed ones, and stops (InvariantViolation) instead of staying a
+    silent, divergent follower.
     """
     flags = ["--unsafe-no-fsync"] if mode.startswith("unsafe-no-fsync") else []
     await harness.up(3, flags)

@@ -70,10 +70,17 @@ def test_async_leader_counts_itself_only_when_persisted() -> None:
     assert c.nodes[1].raft.log.commit == idx
 
 
-def test_async_vote_granted_only_after_persistence_and_self_vote_counted_late() -> None:
+def test_async_vote_requests_and_grants_wait_for_their_hard_state() -> None:
     c = Cluster(3, async_ids=[1, 2], pre_vote=False)
     c.nodes[1].campaign()
     c.handle_ready(1)
+    # the candidate's new term and self-vote must be durable before it asks anyone: sent
+    # earlier, a crash could bring it back with its old term to win the same term twice
+    assert [m for m in c.queue if m.type == MT.VOTE] == []
+    (rd1,) = c.disk_queue[1]
+    assert rd1.hard_state is not None and rd1.hard_state.vote == 1
+    assert {m.type for m in rd1.persist_messages} == {MT.VOTE}
+    c.persist(1)
     c.deliver()
     c.handle_ready(2)
     assert [m for m in c.queue if m.type == MT.VOTE_RESP] == []  # 2's grant waits
@@ -82,8 +89,6 @@ def test_async_vote_granted_only_after_persistence_and_self_vote_counted_late() 
     assert [(m.type, m.reject) for m in rd2.persist_messages] == [(MT.VOTE_RESP, False)]
     c.persist(2)
     c.deliver()
-    assert c.role(1) == Role.CANDIDATE  # has 2's vote, but its own is not durable yet
-    c.persist(1)
     assert c.role(1) == Role.LEADER
 
 

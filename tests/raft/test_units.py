@@ -278,3 +278,20 @@ def test_append_disagreeing_with_a_committed_entry_stops_the_member() -> None:
     diverged = Message(MT.APP, 2, 1, 3, log_term=3, index=2, commit=3)
     with pytest.raises(InvariantViolation, match="committed entry 2"):
         node.step(diverged)
+
+
+def test_stale_looking_append_is_still_compared_with_committed_entries() -> None:
+    """An append below the commit index is not answered "I have up to commit" on trust
+    (etcd-io/raft's shortcut): a member holding committed entries the leader lacks would
+    otherwise be counted as holding the leader's log and diverge silently."""
+    node = RawNode(Config(id=2), random.Random(0),
+                   hard_state=HardState(term=2, vote=0, commit=3),
+                   entries=[Entry(1, 1), Entry(2, 2), Entry(3, 2)],
+                   conf_state=ConfState(voters=(1, 2, 3)))
+    same = Message(MT.APP, 2, 1, 3, log_term=1, index=1, commit=3,
+                   entries=[Entry(2, 2), Entry(3, 2)])
+    node.step(same)  # a duplicate of what we hold: accepted, nothing changes
+    assert node.status().commit == 3
+    other = Message(MT.APP, 2, 1, 3, log_term=1, index=1, commit=3, entries=[Entry(2, 3)])
+    with pytest.raises(InvariantViolation, match="conflicts with committed entry"):
+        node.step(other)
