@@ -165,12 +165,6 @@ async def test_learner_added_catches_up_and_is_promoted(harness: Harness) -> Non
     await harness.converged()
 
 
-@pytest.mark.xfail(strict=False, raises=AssertionError, reason=(
-    "KNOWN BUG (open in issue 4): in about 4 runs in 10 one write sent to a follower during "
-    "the orderly handover is lost (IndeterminateError; the key is absent afterwards): a "
-    "forwarded proposal falls between the old leader stepping down and the follower "
-    "learning the new one. Leadership is handed over every time; this marker must go "
-    "once the proposal path is fixed (see the stop's closing note)"))
 async def test_sigterm_on_leader_hands_over_without_failed_writes(harness: Harness) -> None:
     await harness.up(3)
     leader = await harness.leader()
@@ -187,7 +181,12 @@ async def test_sigterm_on_leader_hands_over_without_failed_writes(harness: Harne
         await w
     assert new != leader
     assert "transfer" in harness.log(leader).lower()
-    assert not failed, f"writes failed during an orderly leader shutdown: {failed[:5]}"
+    if failed:
+        # KNOWN BUG (open in issue 4): in about 4 runs in 10 one write sent to a follower
+        # during the handover is lost (IndeterminateError, the key absent afterwards): a
+        # forwarded proposal falls between the old leader stepping down and the follower
+        # learning the new one. Reported, not hidden; make this an assert again once fixed.
+        pytest.xfail(f"known bug: writes lost during an orderly leader shutdown: {failed[:5]}")
 
 
 async def test_random_member_restarts_converge(harness: Harness) -> None:
