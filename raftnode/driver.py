@@ -20,7 +20,6 @@ import contextlib
 import functools
 import gc
 import logging
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -143,7 +142,6 @@ class Driver:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: bool = False
     _fatal: BaseException | None = None
-    last_tick: float = 0.0
     heartbeat_delays: list[float] = field(default_factory=list)
     # default mode: set while the loop waits for a persist; ticks are then held back
     _stalled_since: float | None = None
@@ -315,7 +313,6 @@ class Driver:
                 # it cannot even take part in (votes cannot leave until the fsync is done).
                 self._tick_owed = True
                 continue
-            self.last_tick = now
             self.rn.tick()
             self._wake.set()
 
@@ -427,7 +424,6 @@ class Driver:
             now = time.monotonic()
             if self.role == Role.LEADER and since is not None:
                 self.heartbeat_delays.append(now - since)  # heartbeats held back this long
-            self.last_tick = now
             self.rn.tick()
             self._wake.set()
 
@@ -580,7 +576,3 @@ class Driver:
         self._stopped = True
         self._fail_all(ErrStopped())
         self.hooks.on_fatal(e)
-
-
-def exit_now(code: int) -> None:  # pragma: no cover - process exit
-    os._exit(code)

@@ -17,13 +17,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from raftnode.api.server import create_app
 from raftnode.bootstrap import CLUSTER_INFO_PATH, Booted, BootSpec, BootstrapError, boot
-from raftnode.config import Config
+from raftnode.config import Config, host_port
 from raftnode.driver import Driver, Hooks
 from raftnode.failpoints import FAILPOINTS, Failpoints
 from raftnode.failpoints import add_routes as add_failpoint_routes
@@ -41,13 +40,6 @@ from wal.hooks import HOOKS
 from wal.storage import Storage
 
 log = logging.getLogger("raftnode.server")
-
-
-def host_port(url: str) -> tuple[str, int]:
-    u = urlsplit(url)
-    if u.scheme not in ("http", "https") or u.port is None or not u.hostname:
-        raise ValueError(f"URL {url!r} needs scheme http(s), a host and a port")
-    return u.hostname, u.port
 
 
 @dataclass(slots=True)
