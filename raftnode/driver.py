@@ -50,7 +50,12 @@ from raftnode.raft.types import (
     Snapshot,
     SnapshotMeta,
 )
-from raftnode.statemachine import StateMachine, decode_cc_context, encode_kv
+from raftnode.statemachine import (
+    StateMachine,
+    as_resubmission,
+    decode_cc_context,
+    encode_kv,
+)
 from wal import Entry as WalEntry
 from wal import HardState as WalHardState
 from wal.errors import SliceOutOfRangeError
@@ -107,6 +112,8 @@ class Hooks:
 class _Waiter:
     future: asyncio.Future[Any]
     deadline: float
+    data: bytes = b""  # the proposal, kept to re-submit it to a new leader (not conf changes)
+    since: int = 0  # applied index when first proposed (see statemachine.as_resubmission)
 
 
 @dataclass(slots=True)
@@ -146,6 +153,7 @@ class Driver:
     # default mode: set while the loop waits for a persist; ticks are then held back
     _stalled_since: float | None = None
     _tick_owed: bool = False
+    _epoch: tuple[int, int] = (NONE, 0)  # (leader, term) the pending proposals went to
 
     def __post_init__(self) -> None:
         # request IDs unique across restarts: member bits + start time, then a counter
@@ -213,7 +221,8 @@ class Driver:
         if self.lead == NONE:
             await self.wait_leader()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiters[rid] = _Waiter(fut, time.monotonic() + self.request_timeout)
+        self._waiters[rid] = _Waiter(fut, time.monotonic() + self.request_timeout, data,
+                                     self.applied)
         if self.role == Role.LEADER:
             self._pending.append(data)
             self._wake.set()
@@ -387,6 +396,8 @@ class Driver:
             self.term = rd.hard_state.term
         if rd.soft_state is not None:
             self._on_soft(rd.soft_state.leader, rd.soft_state.role)
+        if self.lead != NONE and (self.lead, self.term) != self._epoch:
+            self._on_new_epoch()
         if self.async_writes:
             self.hooks.send(rd.messages)
             if rd.must_persist:
@@ -483,7 +494,7 @@ class Driver:
                 if cc.node_id == self.member_id and cc.type.name == "REMOVE_NODE":
                     log.warning("this member was removed from the cluster")
             else:
-                rid, result = sm.apply_normal(e.data)
+                rid, result = sm.apply_normal(e.data, e.index)
                 if rid:
                     w = waiters.pop(rid, None)
                     if w is not None and not w.future.done():
@@ -532,7 +543,6 @@ class Driver:
     # -- state changes ----------------------------------------------------------------------
 
     def _on_soft(self, lead: int, role: Role) -> None:
-        changed_lead = lead != self.lead
         self.lead, self.role = lead, role
         self.hooks.on_soft_state(lead, role, self.term)
         if lead != NONE:
@@ -540,13 +550,26 @@ class Driver:
                 if not lw.done():
                     lw.set_result(None)
             self._leader_waiters.clear()
-        if changed_lead and self._reads_inflight:
-            # read requests to a former leader are lost: let them retry on the new one
+
+    def _on_new_epoch(self) -> None:
+        """A new (leader, term): what was in flight to the old leader may be lost. Send it
+        again to the new one: reads are idempotent; writes are re-submitted marked as such,
+        and the state machine applies each request ID at most once."""
+        self._epoch = (self.lead, self.term)
+        if self._reads_inflight:
             for batch in self._reads_inflight.values():
-                for f in batch:
-                    if not f.done():
-                        f.set_exception(ErrLeaderChanged())
+                self._reads_next.extend(f for f in batch if not f.done())
             self._reads_inflight.clear()
+        again = [as_resubmission(w.data, w.since) for w in self._waiters.values()
+                 if w.data and not w.future.done()]
+        if not again:
+            return
+        log.info("re-submitting %d pending proposals to the new leader %x (term %d)",
+                 len(again), self.lead, self.term)
+        if self.role == Role.LEADER:
+            self._pending.extend(again)
+        else:
+            self.hooks.forward(self.lead, again)
 
     def _fail_all(self, err: Exception) -> None:
         for w in self._waiters.values():

@@ -92,8 +92,13 @@ def test_sigterm_reaches_members_through_ip_netns_exec(netns_harness: NetnsHarne
     h.launcher.create(1, use_netns=True)
     m = h.launcher.start("n1")
     assert m.pid is not None and pid_alive(m.pid)
+    # serving means `ip` has entered the namespace and exec'd raftnode, whose handlers are
+    # installed (before that, the pid may not be in the namespace yet: a test race)
+    h.launcher.wait_healthy(30.0)
     assert m.pid in [int(p) for p in netns.run(["ip", "netns", "pids", h.ns("n1")]).split()]
     assert h.launcher.signal("n1", signal.SIGTERM, wait=15.0)
+    # raftnode's own handler ran (an orderly stop), not a default-action death
+    assert "stopped (exit code 0)" in h.log("n1")
 
 
 async def test_add_and_remove_build_and_remove_a_namespace(netns_harness: NetnsHarness) -> None:

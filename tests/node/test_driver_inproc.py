@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import random
 
+import msgpack
 import pytest
 
 from raftnode.bootstrap import BootSpec, boot
 from raftnode.driver import Driver, Hooks
 from raftnode.mvcc.messages import PutRequest, RangeRequest
-from raftnode.raft.types import Message, Role
+from raftnode.raft.types import EntryType, Message, Role
 from wal.backends import open_backend
 
 
@@ -23,18 +24,20 @@ class Net:
     def __init__(self) -> None:
         self.drivers: dict[int, Driver] = {}
         self.cut: set[int] = set()
+        self.one_way: set[tuple[int, int]] = set()  # (from, to) raft messages dropped
+        self.drop_forwards = False
 
     def deliver(self, msgs: list[Message]) -> None:
         loop = asyncio.get_running_loop()
         for m in msgs:
-            if m.to in self.cut or m.frm in self.cut:
+            if m.to in self.cut or m.frm in self.cut or (m.frm, m.to) in self.one_way:
                 continue
             d = self.drivers.get(m.to)
             if d is not None:
                 loop.call_soon(d.step, m)
 
     def forward(self, frm: int, to: int, datas: list[bytes]) -> None:
-        if to in self.cut or frm in self.cut:
+        if to in self.cut or frm in self.cut or self.drop_forwards:
             return
         d = self.drivers.get(to)
         if d is not None:
@@ -125,6 +128,76 @@ async def test_snapshot_and_compaction_then_lagging_member_catches_up(tmp_path) 
         net.cut.clear()
         await lagging.wait_applied(leader.applied)
         assert lagging.sm.store.hash() == leader.sm.store.hash()
+    finally:
+        for d in drivers:
+            await d.stop()
+
+
+def copies_in_log(d: Driver, rid: int) -> int:
+    """How many log entries carry request ``rid`` (the original and any re-submission)."""
+    n = 0
+    for e in d.rn.raft.log.entries:
+        if e.type == EntryType.NORMAL and e.data and msgpack.unpackb(e.data)[1] == rid:
+            n += 1
+    return n
+
+
+async def test_forward_lost_to_old_leader_is_resubmitted_to_the_new_one(tmp_path) -> None:
+    net, drivers = make_cluster(tmp_path)
+    for d in drivers:
+        d.start()
+    try:
+        leader = await leader_of(drivers)
+        follower, other = (d for d in drivers if d is not leader)
+        await follower.propose(PutRequest(b"warm", b"up"))
+        net.drop_forwards = True  # the forward dies with the old leader
+        put = asyncio.create_task(follower.propose(PutRequest(b"k", b"v")))
+        await asyncio.sleep(0.2)
+        assert not put.done()
+        net.drop_forwards = False
+        await leader.transfer(other.member_id)
+        r = await asyncio.wait_for(put, 2.0)  # well inside the 3 s request timeout
+        await follower.wait_applied(max(d.applied for d in drivers))
+        kv = follower.sm.store.range(RangeRequest(b"k")).kvs[0]
+        assert (kv.value, kv.version, kv.mod_revision) == (b"v", 1, r.revision)
+    finally:
+        for d in drivers:
+            await d.stop()
+
+
+async def test_resubmission_that_duplicates_a_committed_proposal_applies_once(tmp_path) -> None:
+    net, drivers = make_cluster(tmp_path)
+    for d in drivers:
+        d.start()
+    try:
+        leader = await leader_of(drivers)
+        follower, other = (d for d in drivers if d is not leader)
+        await follower.propose(PutRequest(b"warm", b"up"))
+        # the forward reaches the leader and commits (leader + other), but the follower
+        # hears nothing from the leader, so its request is still pending when the
+        # leadership moves: it re-submits, and the log ends up holding both copies
+        net.one_way.add((leader.member_id, follower.member_id))
+        rev0 = leader.sm.store.revision
+        rid = follower._next_rid + 1  # the ID propose() will use
+        put = asyncio.create_task(follower.propose(PutRequest(b"k", b"v1")))
+        for _ in range(100):
+            if leader.sm.store.revision > rev0:
+                break
+            await asyncio.sleep(0.02)
+        assert leader.sm.store.revision == rev0 + 1 and not put.done()
+        await leader.transfer(other.member_id)
+        r = await asyncio.wait_for(put, 2.0)
+        net.one_way.clear()
+        await other.propose(PutRequest(b"after", b"x"))
+        target = max(d.applied for d in drivers)
+        for d in drivers:
+            await d.wait_applied(target)
+        assert copies_in_log(other, rid) == 2, "the re-submission did not reach the log"
+        for d in drivers:
+            kv = d.sm.store.range(RangeRequest(b"k")).kvs[0]
+            assert (kv.value, kv.version, kv.mod_revision) == (b"v1", 1, r.revision)
+            assert d.sm.store.revision == rev0 + 2  # k once, then "after"
+        assert len({d.sm.store.hash() for d in drivers}) == 1
     finally:
         for d in drivers:
             await d.stop()
