@@ -28,6 +28,7 @@ from typing import Any
 
 import msgpack
 
+from raftnode.cowsnapshot import ForkedSerialization, SnapshotChildError, fork_serialize
 from raftnode.mvcc.errors import EtcdError, GrpcCode
 from raftnode.mvcc.messages import Request, Response
 from raftnode.raft.errors import (
@@ -154,11 +155,16 @@ class Driver:
     _stalled_since: float | None = None
     _tick_owed: bool = False
     _epoch: tuple[int, int] = (NONE, 0)  # (leader, term) the pending proposals went to
+    _snap_job: ForkedSerialization | None = None  # a snapshot being packed by a child
+    _snap_task: asyncio.Task[None] | None = None
+    _snap_done: Snapshot | None = None  # saved; the ready loop compacts the log below it
+    _snap_not_before: int = 0  # applied index before which no new snapshot is tried
 
     def __post_init__(self) -> None:
         # request IDs unique across restarts: member bits + start time, then a counter
         self._next_rid = ((self.member_id & 0xFFFF) << 47) | ((time.time_ns() >> 20) << 8)
         self._next_rid &= (1 << 63) - 1
+        self._read_seq = time.time_ns()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -170,9 +176,10 @@ class Driver:
 
     async def stop(self) -> None:
         self._stopped = True
-        for t in self._tasks:
+        tasks = [*self._tasks, *([self._snap_task] if self._snap_task else [])]
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
+        for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._fail_all(ErrStopped())
@@ -341,6 +348,9 @@ class Driver:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
+                if self._snap_done is not None:
+                    snap, self._snap_done = self._snap_done, None
+                    await self._compact(loop, snap)
                 self._flush_inputs()
                 while self.rn.has_ready():
                     rd = self.rn.ready()
@@ -366,8 +376,11 @@ class Driver:
             elif self.lead != NONE:
                 self.hooks.forward(self.lead, datas)
         if self._reads_next:
-            self._read_seq += 1
-            ctx = self._read_seq.to_bytes(8, "big")
+            # the leader tells reads apart by context alone: unique across members and
+            # restarts, or one member's read answers another's (and a restarted member
+            # could be handed an index older than its request)
+            self._read_seq = (self._read_seq + 1) & ((1 << 64) - 1)
+            ctx = self.member_id.to_bytes(8, "big") + self._read_seq.to_bytes(8, "big")
             batch, self._reads_next = self._reads_next, []
             try:
                 self.rn.read_index(ctx)
@@ -424,8 +437,9 @@ class Driver:
                 if not f.done():
                     f.set_result(rs.index)
         self.rn.advance(rd)
-        if self.applied - self.snapshot_index >= self.snapshot_count:
-            await self._snapshot(loop)
+        if (self.applied - self.snapshot_index >= self.snapshot_count
+                and self._snap_job is None and self.applied >= self._snap_not_before):
+            self._start_snapshot(loop)
 
     def _end_stall(self) -> None:
         """Deliver the one tick Go's ticker would have kept during the stall."""
@@ -517,28 +531,66 @@ class Driver:
                 keep.append((index, fut))
         self._apply_waiters = keep
 
-    async def _snapshot(self, loop: asyncio.AbstractEventLoop) -> None:
-        """etcd's triggerSnapshot: save the applied state, then let the log go."""
+    def _start_snapshot(self, loop: asyncio.AbstractEventLoop) -> None:
+        """etcd's triggerSnapshot, off the loop: fork now (the state at ``applied``), let the
+        child pack it while this loop goes on; :meth:`_save_snapshot` takes it from there."""
         index = self.applied
         term = self.rn.term_at(index)
         if term is None:
             return
-        data = pack_snapshot_data(self.conf_state, self.sm.snapshot())
-        snap = Snapshot(SnapshotMeta(index, term, self.conf_state), data)
-        await loop.run_in_executor(self._disk, self.storage.save_snapshot,
-                                   WalSnapshot(index, term, data))
-        self.snapshot_index = index
-        # what is alive now is mostly the store, long-lived and acyclic: take it out of the
-        # collector's full passes, which otherwise scan it all and pause the loop for
-        # hundreds of ms as it grows (docs/bench.md); gc.freeze is O(1)
-        gc.freeze()
+        conf, sm = self.conf_state, self.sm
+        job = fork_serialize(lambda: pack_snapshot_data(conf, sm.snapshot()))
+        self._snap_job = job
+        self._snap_task = loop.create_task(self._save_snapshot(loop, job, index, term, conf),
+                                           name=f"raft-snapshot-{index}")
+
+    async def _save_snapshot(self, loop: asyncio.AbstractEventLoop, job: ForkedSerialization,
+                             index: int, term: int, conf: ConfState) -> None:
+        try:
+            t0 = time.monotonic()
+            try:
+                data = await job.result()
+            except SnapshotChildError as e:  # not fatal: the log is intact; try again later
+                log.error("snapshot at index %d failed: %s", index, e)
+                self._snap_not_before = self.applied + self.snapshot_count
+                return
+            if index <= self.snapshot_index:  # the leader's newer snapshot was installed
+                return
+            # queued behind every persist already handed to the disk thread, so the WAL's
+            # hard state covers ``index`` (committed and applied here) when the record lands
+            await loop.run_in_executor(self._disk, self.storage.save_snapshot,
+                                       WalSnapshot(index, term, data))
+            if index <= self.snapshot_index:
+                return
+            self.snapshot_index = index
+            # what is alive now is mostly the store, long-lived and acyclic: take it out of
+            # the collector's full passes, which otherwise scan it all and pause the loop
+            # for hundreds of ms as it grows (docs/bench.md); gc.freeze is O(1)
+            gc.freeze()
+            # the core's log is compacted between Readies, by the ready loop
+            self._snap_done = Snapshot(SnapshotMeta(index, term, conf), data)
+            self._wake.set()
+            log.info("snapshot at index %d (term %d, %d bytes) saved in %.0f ms beside the loop",
+                     index, term, len(data), (time.monotonic() - t0) * 1000)
+        except asyncio.CancelledError:
+            job.cancel()
+            raise
+        except BaseException as e:  # the storage failed: fail-stop
+            self._die(e)
+        finally:
+            if self._snap_job is job:
+                self._snap_job = None
+
+    async def _compact(self, loop: asyncio.AbstractEventLoop, snap: Snapshot) -> None:
+        """Let the log go up to the catch-up margin below a saved snapshot."""
+        index = snap.meta.index
         compact_to = max(0, index - self.catchup_entries)
         self.rn.compact(compact_to, snap)  # keeps catch-up entries; snap serves the rest
         try:
             await loop.run_in_executor(self._disk, self.storage.compact, compact_to)
         except SliceOutOfRangeError as e:  # commit not durable yet: release next time
             log.debug("log release deferred: %s", e)
-        log.info("snapshot at index %d (term %d), log compacted to %d", index, term, compact_to)
+        log.info("log compacted to %d below the snapshot at %d", compact_to, index)
 
     # -- state changes ----------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from raftnode.api.service import (
     SnapshotStream,
     StatusInfo,
 )
+from raftnode.cowsnapshot import fork_serialize
 from raftnode.driver import Driver, ErrNoLeader, ErrTimeout
 from raftnode.ids import member_id
 from raftnode.mvcc.errors import EtcdError, GrpcCode
@@ -241,13 +242,14 @@ class RaftService:
         return self.sm.store.hash_kv(revision)
 
     async def snapshot(self) -> SnapshotStream:
-        data = self.sm.snapshot()
+        revision = self.sm.store.revision  # the state the fork below captures
+        data = await fork_serialize(self.sm.snapshot).result()  # no loop stall
 
         async def chunks() -> AsyncIterator[bytes]:
             for i in range(0, len(data), SNAPSHOT_CHUNK):
                 yield data[i:i + SNAPSHOT_CHUNK]
 
-        return SnapshotStream(len(data), chunks(), self.sm.store.revision)
+        return SnapshotStream(len(data), chunks(), revision)
 
     async def transfer_leadership(self, target_id: int) -> None:
         if self.driver.role != Role.LEADER:

@@ -88,6 +88,9 @@ class Raft:
         self.uncommitted_size = 0
         self.reads: dict[bytes, _ReadRequest] = {}
         self.read_queue: list[bytes] = []
+        # followers' read requests that reached a new leader before it committed in its
+        # term (etcd-io/raft's pendingReadIndexMessages): served once it has
+        self.reads_waiting_commit: list[tuple[bytes, int]] = []
         self.read_states: list[ReadState] = []
         self.msgs: list[Message] = []
         self.msgs_after_persist: list[Message] = []
@@ -143,6 +146,7 @@ class Raft:
         self.uncommitted_size = 0
         self.reads = {}
         self.read_queue = []
+        self.reads_waiting_commit = []
         self.bcast_pending = False
         last = self.log.last_index()
         for nid, pr in self.prs.items():
@@ -572,6 +576,10 @@ class Raft:
         log = self.log
         if mci > log.commit and log.term(mci) == self.term:
             log.commit_to(mci)
+            if self.reads_waiting_commit:
+                waiting, self.reads_waiting_commit = self.reads_waiting_commit, []
+                for ctx, frm in waiting:
+                    self._read_index(ctx, frm, refuse=False)
             return True
         return False
 
@@ -693,7 +701,8 @@ class Raft:
         if log.term(log.commit) != self.term:
             if refuse:
                 raise ReadIndexNotReadyError("leader has not committed an entry of its term")
-            return  # a follower's request: it retries
+            self.reads_waiting_commit.append((ctx, frm))  # a follower's: serve it later
+            return
         if self.voters == {self.id}:
             self._release_read(_ReadRequest(log.commit, frm, ctx, self.id))
             return

@@ -201,3 +201,20 @@ async def test_resubmission_that_duplicates_a_committed_proposal_applies_once(tm
     finally:
         for d in drivers:
             await d.stop()
+
+
+async def test_concurrent_linearizable_reads_on_every_member_all_complete(tmp_path) -> None:
+    """The leader tells read requests apart by their context: two members' reads must
+    never share one, or one of them is answered and the other waits out its timeout."""
+    _net, drivers = make_cluster(tmp_path)
+    for d in drivers:
+        d.start()
+    try:
+        leader = await leader_of(drivers)
+        await leader.propose(PutRequest(b"k", b"v"))
+        for _ in range(5):
+            await asyncio.wait_for(
+                asyncio.gather(*(d.read_barrier() for d in drivers for _ in range(3))), 2.0)
+    finally:
+        for d in drivers:
+            await d.stop()

@@ -421,13 +421,35 @@ def test_read_index_refused_before_leader_commits_in_its_term() -> None:
         c.nodes[1].read_index(b"early")
     c.tick(1)
     c.stabilize(drop=lambda m: m.type == MT.APP)  # heartbeats tell 2 who leads
-    c.nodes[2].read_index(b"via-follower")  # silently dropped by the leader: retried later
+    c.nodes[2].read_index(b"via-follower")  # held by the leader until it commits in its term
     c.stabilize(drop=lambda m: m.type == MT.APP)
     assert c.read_states[2] == []
     c.tick_all(1)
     c.nodes[1].read_index(b"later")
     c.stabilize()
-    assert [r.request_ctx for r in c.read_states[1]] == [b"later"]
+    commit = c.nodes[1].raft.log.commit
+    assert c.nodes[1].raft.log.term(commit) == c.nodes[1].raft.term
+    assert [(r.index, r.request_ctx) for r in c.read_states[1]] == [(commit, b"later")]
+    # the follower's request was not lost: answered with an index of the leader's term
+    assert [(r.index, r.request_ctx) for r in c.read_states[2]] == [(commit, b"via-follower")]
+
+
+def test_held_follower_reads_are_dropped_when_the_leader_steps_down() -> None:
+    c = Cluster(3)
+    c.nodes[1].campaign()
+    c.stabilize(drop=lambda m: m.type == MT.APP)
+    c.tick(1)
+    c.stabilize(drop=lambda m: m.type == MT.APP)
+    c.nodes[2].read_index(b"held")
+    c.stabilize(drop=lambda m: m.type == MT.APP)
+    assert c.nodes[1].raft.reads_waiting_commit == [(b"held", 2)]
+    c.isolate(1)  # a newer term deposes 1 before it ever commits in its own
+    new = tick_until_leader_excluding(c, 1)
+    c.heal()
+    c.tick_all(3)
+    assert c.role(1) == Role.FOLLOWER and c.nodes[1].raft.reads_waiting_commit == []
+    assert c.role(new) == Role.LEADER
+    assert b"held" not in [r.request_ctx for r in c.read_states[2]]  # the node re-asks
 
 
 def test_read_index_on_deposed_leader_is_never_answered() -> None:

@@ -1,0 +1,116 @@
+"""Snapshots packed by a forked child: the state at the fork, with the loop running on."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from raftnode.cowsnapshot import ForkedSerialization, SnapshotChildError, fork_serialize
+from raftnode.mvcc.messages import PutRequest
+from raftnode.statemachine import StateMachine
+from tests.node.test_driver_inproc import leader_of, make_cluster
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+async def test_the_bytes_are_the_state_at_the_fork() -> None:
+    state = {"n": list(range(1000))}
+    job = fork_serialize(lambda: repr(state).encode() * 100)
+    state["n"].append(-1)  # after the fork: not in the child's copy
+    got = await job.result()
+    assert got == repr({"n": list(range(1000))}).encode() * 100
+    assert isinstance(job, ForkedSerialization) and job.pidfd == -1
+
+
+async def test_large_output_through_the_pipe_and_nothing_leaks() -> None:
+    before = open_fds()
+    blob = os.urandom(1 << 20) * 24  # 24 MiB: many pipe buffers
+    assert await fork_serialize(lambda: blob).result() == blob
+    assert open_fds() == before
+
+
+async def test_a_failing_child_is_an_error_not_a_crash() -> None:
+    def boom() -> bytes:
+        raise MemoryError("in the child")
+
+    with pytest.raises(SnapshotChildError, match="exited with 1"):
+        await fork_serialize(boom).result()
+
+
+async def test_the_loop_runs_while_the_child_packs() -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    t = asyncio.create_task(ticker())
+    t0 = time.monotonic()
+    data = await fork_serialize(lambda: (time.sleep(0.5), b"done")[1]).result()
+    t.cancel()
+    assert data == b"done" and time.monotonic() - t0 >= 0.5
+    assert ticks >= 20  # ~50 at 10 ms; an inline pack would allow none
+
+
+async def test_the_child_holds_none_of_the_parents_descriptors(tmp_path: Path) -> None:
+    lock = (tmp_path / "lockfile").open("w")  # stands for a WAL segment lock, or a socket
+    job = fork_serialize(lambda: (time.sleep(0.5), b"x")[1])
+    await asyncio.sleep(0.2)
+    beyond_stdio = [os.readlink(f"/proc/{job.pid}/fd/{fd}")
+                    for fd in os.listdir(f"/proc/{job.pid}/fd") if int(fd) > 2]
+    assert len(beyond_stdio) == 1 and beyond_stdio[0].startswith("pipe:")  # its write end
+    assert await job.result() == b"x"
+    lock.close()
+
+
+async def test_cancel_kills_the_child_and_reaps_it() -> None:
+    job = fork_serialize(lambda: (time.sleep(30), b"never")[1])
+    res = asyncio.create_task(job.result())
+    await asyncio.sleep(0.1)
+    job.cancel()
+    with pytest.raises(SnapshotChildError):
+        await asyncio.wait_for(res, 5.0)
+    with pytest.raises(ChildProcessError):  # already reaped: no zombie left
+        os.waitpid(job.pid, os.WNOHANG)
+
+
+async def test_a_slow_snapshot_does_not_stall_commits(tmp_path, monkeypatch) -> None:
+    original = StateMachine.snapshot
+
+    def slow(self: StateMachine) -> bytes:
+        time.sleep(1.0)  # runs in the forked child only
+        return original(self)
+
+    monkeypatch.setattr(StateMachine, "snapshot", slow)
+    _net, drivers = make_cluster(tmp_path, snapshot_count=20)
+    for d in drivers:
+        d.start()
+    try:
+        leader = await leader_of(drivers)
+        for i in range(25):
+            await leader.propose(PutRequest(b"k%d" % i, b"v"))
+        first = leader._snap_job
+        assert first is not None, "no snapshot in progress after 20 entries"
+        during = 0
+        while leader._snap_job is first:  # (the next one starts 20 entries after it)
+            await leader.propose(PutRequest(b"during", b"%d" % during))
+            during += 1
+        assert during >= 10, f"only {during} writes committed during a 1 s snapshot"
+        for _ in range(100):
+            if leader.rn.raft.log.base_index > 0:
+                break
+            await asyncio.sleep(0.02)
+        assert leader.snapshot_index >= 20 and leader.rn.raft.log.base_index > 0
+    finally:
+        for d in drivers:
+            await d.stop()
