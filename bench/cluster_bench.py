@@ -312,7 +312,12 @@ ETCD_LABEL = "etcd 3.4"
 EXPERIMENTS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "raftnode +gc.freeze": ((), {"BENCH_PROFILE": "0", "BENCH_GC_FREEZE": "1"}),
     "raftnode +gc.record": ((), {"BENCH_PROFILE": "0", "BENCH_GC_FREEZE": "0"}),
+    # the same wrapper over another copy of the code (BENCH_BASELINE=DIR, holding raftnode/
+    # and wal/): code A/B in one run, against "raftnode +gc.record" (see docs/bench.md)
+    "raftnode @baseline": ((), {"BENCH_PROFILE": "0", "BENCH_GC_FREEZE": "0",
+                                "BENCH_TREE": os.environ.get("BENCH_BASELINE", "")}),
 }
+TREE_ENV = "BENCH_TREE"
 
 
 @dataclass(slots=True)
@@ -529,6 +534,12 @@ def member_main(prefix: str, args: Sequence[str]) -> int:
                 gc.freeze()
 
         threading.Thread(target=freezer, name="bench-gc-freeze", daemon=True).start()
+    tree = os.environ.get(TREE_ENV)
+    if tree:  # run that copy of raftnode (and wal) instead of this checkout's
+        if not (Path(tree) / "raftnode" / "__main__.py").is_file():
+            print(f"{TREE_ENV}={tree}: no raftnode/ package there", file=sys.stderr)
+            return 2
+        sys.path.insert(0, tree)
     prof = cProfile.Profile(time.thread_time) if os.environ.get("BENCH_PROFILE") != "0" else None
     sys.argv = ["raftnode", *args]
     rc: object = 0
@@ -631,6 +642,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     bad = [lab for lab in labels if lab not in known]
     if bad or not labels or not conns or args.rounds < 1:
         ap.error(f"bad --systems {bad} (known: {known}) or empty --conns/--rounds")
+    if "raftnode @baseline" in labels and not os.environ.get("BENCH_BASELINE"):
+        ap.error("'raftnode @baseline' needs BENCH_BASELINE=DIR (a copy holding raftnode/, wal/)")
     # SIGTERM (python -m bench's timeout) unwinds like Ctrl-C: the clusters get stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     root = Path(tempfile.mkdtemp(prefix="clusterbench-", dir=args.dir))

@@ -217,7 +217,12 @@ def range_request(d: Json) -> RangeRequest:
         _int(d, "min_create_revision"), _int(d, "max_create_revision"))
 
 
+_PLAIN_PUT = frozenset({"key", "value"})
+
+
 def put_request(d: Json) -> PutRequest:
+    if _PLAIN_PUT.issuperset(d):  # the common body: no option, no camelCase alias to look up
+        return PutRequest(_bytes(d, "key"), _bytes(d, "value"))
     return PutRequest(_bytes(d, "key"), _bytes(d, "value"), _int(d, "lease"), _bool(d, "prev_kv"),
                       _bool(d, "ignore_value"), _bool(d, "ignore_lease"))
 

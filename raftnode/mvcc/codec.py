@@ -55,6 +55,10 @@ _ENUMS = {"sort_order": SortOrder, "sort_target": SortTarget}
 
 
 def _to_wire(req: Request | Compare) -> list[Any]:
+    if type(req) is PutRequest and not (req.lease or req.prev_kv or req.ignore_value
+                                        or req.ignore_lease):
+        # the common put, without the generic loop: the same array the loop below makes
+        return [1, req.key, req.value] if req.value else [1, req.key]
     if isinstance(req, TxnRequest):
         return [3, [_compare_to_wire(c) for c in req.compare],
                 [_to_wire(op) for op in req.success], [_to_wire(op) for op in req.failure]]
@@ -87,6 +91,12 @@ def decode_request(data: bytes) -> Request:
 
 
 def _from_wire(obj: Any, depth: int) -> Request:
+    if type(obj) is list and 2 <= len(obj) <= 3 and type(obj[0]) is int and obj[0] == 1:
+        # the common put ([1, key] or [1, key, value]); anything else checks field by field
+        key = obj[1]
+        value = obj[2] if len(obj) == 3 else b""
+        if type(key) is bytes and type(value) is bytes:
+            return PutRequest(key, value)
     if not isinstance(obj, list) or not obj or not isinstance(obj[0], int):
         raise RequestDecodeError(f"request entry is not a tagged array: {obj!r:.80}")
     cls = _CLASSES.get(obj[0])

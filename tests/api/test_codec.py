@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import msgpack
 import pytest
 
 from raftnode.api import codec
-from raftnode.mvcc.errors import ErrKeyNotFound, InvalidRequest
+from raftnode.mvcc.codec import decode_request, encode_request
+from raftnode.mvcc.errors import ErrKeyNotFound, InvalidRequest, RequestDecodeError
 from raftnode.mvcc.messages import (
     CompareResult,
     CompareTarget,
@@ -70,3 +72,39 @@ def test_kv_output_omits_zero_values() -> None:
     assert codec.kv_json(KeyValue(b"k", 2, 3, 1, b"\x00", 7)) == {
         "key": "aw==", "create_revision": "2", "mod_revision": "3", "version": "1",
         "value": "AA==", "lease": "7"}
+
+
+@pytest.mark.parametrize("body, want", [
+    ({"key": "YQ==", "value": "Yg=="}, PutRequest(b"a", b"b")),
+    ({"key": "YQ=="}, PutRequest(b"a")),
+    ({"value": "Yg=="}, PutRequest(b"", b"b")),
+    ({}, PutRequest(b"")),
+    ({"key": "YQ==", "value": None}, PutRequest(b"a")),
+    ({"key": "YQ==", "value": "Yg", "prevKv": True, "lease": "5"}, PutRequest(b"a", b"b", 5, True)),
+])
+def test_put_request_plain_and_with_options(body: dict[str, object], want: PutRequest) -> None:
+    assert codec.put_request(body) == want
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"key": "YQ==", "value": 5}, 'field "value": expected a base64 string, got a number'),
+    ({"key": "Y!==", "value": "Yg=="}, 'field "key": illegal base64 data'),
+])
+def test_plain_put_errors_name_the_field(body: dict[str, object], fragment: str) -> None:
+    with pytest.raises(InvalidRequest, match=fragment):
+        codec.put_request(body)
+
+
+def test_log_encoding_of_puts_is_the_documented_array() -> None:
+    """The raft log holds ``[tag, field...]`` minus trailing defaults (raftnode.mvcc.codec);
+    the plain put's shortcut must write exactly that, and read back only well-typed ones."""
+    cases = [(PutRequest(b"k", b"v"), [1, b"k", b"v"]), (PutRequest(b"k"), [1, b"k"]),
+             (PutRequest(b""), [1, b""]), (PutRequest(b"k", b"", 3), [1, b"k", b"", 3]),
+             (PutRequest(b"k", b"v", 0, True), [1, b"k", b"v", 0, True]),
+             (PutRequest(b"k", b"", 0, False, False, True), [1, b"k", b"", 0, False, False, True])]
+    for req, array in cases:
+        assert encode_request(req) == msgpack.packb(array, use_bin_type=True)
+        assert decode_request(msgpack.packb(array, use_bin_type=True)) == req
+    for bad in ([1, b"k", "v"], [1, "k", b"v"], [1.0, b"k"], [1, b"k", None]):
+        with pytest.raises(RequestDecodeError):
+            decode_request(msgpack.packb(bad, use_bin_type=True))
