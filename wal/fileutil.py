@@ -89,15 +89,25 @@ class LockedFile:
                 _held.discard(self._key)
 
 
-def fdatasync(fd: int) -> None:
-    """Make the file's data durable (F_FULLFSYNC on macOS, where fsync is not enough)."""
-    if sys.platform == "darwin":
-        import fcntl
+# fdatasync: make the file's data durable (F_FULLFSYNC on macOS, where fsync is not
+# enough). Picked once here, not on every call: it runs once per save.
+if sys.platform == "darwin":
+    import fcntl
 
+    def fdatasync(fd: int) -> None:
+        """Make the file's data durable: F_FULLFSYNC (fsync is not enough on macOS)."""
         fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
-    elif hasattr(os, "fdatasync"):
+
+elif hasattr(os, "fdatasync"):
+
+    def fdatasync(fd: int) -> None:
+        """Make the file's data durable."""
         os.fdatasync(fd)
-    else:
+
+else:
+
+    def fdatasync(fd: int) -> None:
+        """Make the file's data durable (no fdatasync here: fsync)."""
         os.fsync(fd)
 
 

@@ -4,6 +4,8 @@ Data accumulates in a buffer; once it passes the watermark, only whole pages (al
 the file, not to the buffer) go to the OS, and the ragged rest waits for more data or for
 ``flush``. Large batches are handed to the OS with ``writev`` straight from the caller's
 frames, never copied into the buffer first: on a 4 MB save each copy costs milliseconds.
+A write that a flush follows at once (``flush=True``: a save that syncs) sends the buffer
+and all its frames in one ``writev``: no copy, no page split, one syscall fewer.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ if hasattr(os, "sysconf"):
 Chunk = bytes | bytearray | memoryview
 
 
+_HAVE_WRITEV = hasattr(os, "writev")
+
+
 def writev_all(fd: int, bufs: list[Chunk]) -> None:
     """Write every buffer, in order, coping with short writes and IOV_MAX."""
-    if not hasattr(os, "writev"):  # Windows
+    if not _HAVE_WRITEV:  # Windows
         for b in bufs:
             view = memoryview(b)
             while view:
@@ -81,12 +86,20 @@ class PageWriter:
         """File offset just past everything written so far (flushed or not)."""
         return self.offset + len(self.buf)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Chunk) -> None:
         self.write_parts((data,), len(data))
 
-    def write_parts(self, parts: Sequence[bytes], total: int) -> None:
-        """Append ``parts`` (``total`` bytes); past the watermark, hand whole pages to the OS."""
+    def write_parts(self, parts: Sequence[Chunk], total: int, *, flush: bool = False) -> None:
+        """Append ``parts`` (``total`` bytes); past the watermark, hand whole pages to the OS.
+
+        ``flush=True`` writes everything at once, as ``write_parts`` then ``flush`` would.
+        """
         buf = self.buf
+        if flush:
+            writev_all(self.fd, [buf, *parts] if buf else list(parts))
+            self.offset += len(buf) + total
+            self.buf = bytearray()
+            return
         if len(buf) + total < self.watermark:
             for p in parts:
                 buf += p

@@ -17,7 +17,6 @@ import shutil
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import cast
 
 from wal.decoder import Decoder
 from wal.errors import (
@@ -272,7 +271,7 @@ class WAL:
         if no_state and not entries:
             return
         parts: list[Chunk] = []
-        state_data = b"" if hard_state is None or no_state else pack_state(hard_state)
+        state_data = b"" if hard_state is None or no_state else enc.pack_state(hard_state)
         last = -1
         if entries:
             first = entries[0].index
@@ -291,7 +290,8 @@ class WAL:
             self.state = hard_state
         else:
             must_sync = True
-        self._write_parts(parts, sum(map(len, parts)))
+        # a save that syncs flushes at once: one writev, the page writer copies nothing
+        self._write_parts(parts, sum(map(len, parts)), flush=must_sync)
         if entries:
             self.enti = last
         if pw.end < self.segment_size:
@@ -408,7 +408,7 @@ class WAL:
     def _write(self, data: bytes) -> None:
         self._write_parts((data,), len(data))
 
-    def _write_parts(self, parts: Sequence[Chunk], total: int) -> None:
+    def _write_parts(self, parts: Sequence[Chunk], total: int, *, flush: bool = False) -> None:
         pw = self._pw
         assert pw is not None
         hooks = self.hooks
@@ -416,9 +416,7 @@ class WAL:
         try:
             if hooks.failpoint is not None:
                 hooks.failpoint(WAL_WRITE)
-            # the page writer takes any buffer (its writev path is typed for bytearray and
-            # memoryview too); only its annotation says bytes
-            pw.write_parts(cast("Sequence[bytes]", parts), total)
+            pw.write_parts(parts, total, flush=flush)
         except OSError as err:
             raise self._fail(f"write to {self._tail_name()!r}", err) from err
         except BaseException as err:

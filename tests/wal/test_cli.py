@@ -10,6 +10,8 @@ from pathlib import Path
 
 from tests.wal.helpers import ents, segments
 from wal import WAL, HardState, SnapshotRecord
+from wal.decoder import Decoder
+from wal.framing import ENTRY, FRAME_SIZE_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,9 +52,11 @@ def test_verify_exit_codes(wdir: Path) -> None:
     _make(wdir)
     r = _cli("verify", str(wdir))
     assert r.returncode == 0 and "commit=3" in r.stdout
-    raw = bytearray(segments(wdir)[0].read_bytes())
-    raw[100] ^= 0x40
-    segments(wdir)[0].write_bytes(bytes(raw))
+    seg = segments(wdir)[0]
+    second_entry = [off for rtype, _data, off in Decoder([str(seg)]).records() if rtype == ENTRY][1]
+    raw = bytearray(seg.read_bytes())
+    raw[second_entry + FRAME_SIZE_BYTES + 4] ^= 0x40  # its type byte, well before the tail
+    seg.write_bytes(bytes(raw))
     r = _cli("verify", str(wdir))
     assert r.returncode == 1 and "offset" in r.stderr and segments(wdir)[0].name in r.stderr
     assert _cli("verify", str(wdir.parent / "nope")).returncode == 1
