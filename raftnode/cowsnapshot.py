@@ -8,7 +8,8 @@ a pipe while the parent's loop goes on applying. Redis's BGSAVE works the same w
 
 The child runs nothing but the packing function: it drops every inherited descriptor but
 the pipe (so it never holds a WAL lock or a socket of the parent's), disables the cyclic
-collector (fewer pages touched, so fewer copied), and leaves with ``os._exit``. Where
+collector (fewer pages touched, so fewer copied), lowers its CPU priority (nice 10: the
+members' own loops come first), and leaves with ``os._exit``. Where
 ``fork`` does not exist the packing runs inline.
 """
 
@@ -103,6 +104,10 @@ def fork_serialize(pack: Callable[[], bytes]) -> ForkedSerialization:
             os.closerange(3, w)
             os.closerange(w + 1, 1 << 16)
             gc.disable()
+            # packing is background work: on a busy machine the members' loops (this one's
+            # parent included) should get the CPU first, or heartbeats and commits queue
+            with contextlib.suppress(OSError):
+                os.nice(10)
             data = pack()
             for part in (_LEN.pack(len(data)), data):
                 view = memoryview(part)

@@ -539,13 +539,24 @@ class Driver:
         if term is None:
             return
         conf, sm = self.conf_state, self.sm
-        job = fork_serialize(lambda: pack_snapshot_data(conf, sm.snapshot()))
+        # the file backend's data file is written by the child too: 20+ MB and an fsync
+        # would otherwise sit on the disk thread, ahead of the next persist
+        write = self.storage.snapshot_data_writer()
+
+        def pack() -> bytes:
+            data = pack_snapshot_data(conf, sm.snapshot())
+            if write is not None:
+                write(WalSnapshot(index, term, data))
+            return data
+
+        job = fork_serialize(pack)
         self._snap_job = job
-        self._snap_task = loop.create_task(self._save_snapshot(loop, job, index, term, conf),
-                                           name=f"raft-snapshot-{index}")
+        self._snap_task = loop.create_task(
+            self._save_snapshot(loop, job, index, term, conf, written=write is not None),
+            name=f"raft-snapshot-{index}")
 
     async def _save_snapshot(self, loop: asyncio.AbstractEventLoop, job: ForkedSerialization,
-                             index: int, term: int, conf: ConfState) -> None:
+                             index: int, term: int, conf: ConfState, *, written: bool) -> None:
         try:
             t0 = time.monotonic()
             try:
@@ -558,8 +569,9 @@ class Driver:
                 return
             # queued behind every persist already handed to the disk thread, so the WAL's
             # hard state covers ``index`` (committed and applied here) when the record lands
-            await loop.run_in_executor(self._disk, self.storage.save_snapshot,
-                                       WalSnapshot(index, term, data))
+            await loop.run_in_executor(
+                self._disk, functools.partial(self.storage.save_snapshot, data_written=written),
+                WalSnapshot(index, term, data))
             if index <= self.snapshot_index:
                 return
             self.snapshot_index = index

@@ -113,11 +113,21 @@ class Storage(Protocol):
         that entry and every later one (raft's conflict truncation)."""
         ...
 
-    def save_snapshot(self, snapshot: Snapshot) -> None:
+    def save_snapshot(self, snapshot: Snapshot, *, data_written: bool = False) -> None:
         """Persist a snapshot durably. One that matches the log's entry at its index keeps
         the entries after it; any other (a leader's, past the end of the log or over a
         conflicting entry) replaces the log, as raft's restore does. ``load`` returns it
-        only once a saved hard state commits its index (etcd's ValidSnapshotEntries)."""
+        only once a saved hard state commits its index (etcd's ValidSnapshotEntries).
+
+        ``data_written``: the data was already written durably by
+        :meth:`snapshot_data_writer`'s function; only the record remains to be saved."""
+        ...
+
+    def snapshot_data_writer(self) -> Callable[[Snapshot], None] | None:
+        """A function that durably writes a snapshot's data, and touches nothing else of
+        this object, so it may run on another thread or in a forked child while the
+        persistence worker goes on: the big write then stays off the log's critical path.
+        ``None`` where the data lives inside the log store (memory, sqlite)."""
         ...
 
     def compact(self, index: int) -> None:

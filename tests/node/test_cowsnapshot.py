@@ -13,6 +13,7 @@ from raftnode.cowsnapshot import ForkedSerialization, SnapshotChildError, fork_s
 from raftnode.mvcc.messages import PutRequest
 from raftnode.statemachine import StateMachine
 from tests.node.test_driver_inproc import leader_of, make_cluster
+from wal.backends import open_backend
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
@@ -114,3 +115,31 @@ async def test_a_slow_snapshot_does_not_stall_commits(tmp_path, monkeypatch) -> 
     finally:
         for d in drivers:
             await d.stop()
+
+
+async def test_the_child_writes_the_snap_file_and_a_reload_starts_from_it(tmp_path) -> None:
+    _net, drivers = make_cluster(tmp_path, snapshot_count=20, backend="file")
+    for d in drivers:
+        d.start()
+    try:
+        leader = await leader_of(drivers)
+        for i in range(30):
+            await leader.propose(PutRequest(b"k%d" % i, b"v"))
+        target = max(d.applied for d in drivers)
+        for _ in range(200):
+            if all(d.snapshot_index >= 20 for d in drivers):
+                break
+            await asyncio.sleep(0.02)
+        assert all(d.snapshot_index >= 20 for d in drivers)
+        for d in drivers:
+            await d.wait_applied(target)
+    finally:
+        for d in drivers:
+            await d.stop()
+            d.storage.close()
+    # every member's data dir holds the file its child wrote, and reloads from it
+    for i, d in enumerate(drivers):
+        snaps = sorted((tmp_path / f"m{i}" / "member" / "snap").glob("*.snap"))
+        assert snaps, f"m{i}: no .snap file"
+        state = open_backend("file", tmp_path / f"m{i}").load()
+        assert state.snapshot is not None and state.snapshot.index == d.snapshot_index

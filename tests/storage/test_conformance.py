@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -409,3 +410,31 @@ def test_registry_knows_the_builtins_and_rejects_unknown_names(tmp_path: Path) -
     with pytest.raises(UnknownBackendError, match="file, memory, sqlite"):
         open_backend("bolt", tmp_path)
     assert issubclass(UnknownBackendError, WALError)
+
+
+def test_snapshot_data_written_beside_the_worker(make: Factory, tmp_path: Path) -> None:
+    """A backend that offers a data writer lets the big write run elsewhere (the node runs
+    it in a forked child) while saves go on; ``data_written`` then saves only the record.
+    A backend without one refuses ``data_written``, changing nothing."""
+    s, _ = fresh(make)
+    s.save(HardState(1, 1, 40), ents(1, 40))
+    snap = Snapshot(index=30, term=1, data=b"state" * 10_000)
+    write = s.snapshot_data_writer()
+    if write is None:
+        with pytest.raises(ValueError, match="data_written"):
+            s.save_snapshot(snap, data_written=True)
+        assert reopen(s, make).snapshot is None
+        return
+    with pytest.raises(WALError, match="said written"):  # nothing written yet: refused
+        s.save_snapshot(snap, data_written=True)
+    done: list[BaseException | None] = []
+    t = threading.Thread(target=lambda: (write(snap), done.append(None)))
+    t.start()
+    s.save(HardState(1, 1, 45), ents(41, 45))  # the log goes on meanwhile
+    t.join()
+    assert done == [None]
+    s.save_snapshot(snap, data_written=True)
+    s.compact(30)
+    state = reopen(s, make)
+    assert state.snapshot == snap
+    assert state.entries == ents(31, 45) and state.hard_state == HardState(1, 1, 45)

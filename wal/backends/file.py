@@ -13,7 +13,7 @@ beyond ``max_wals``.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -31,7 +31,7 @@ from wal.purge import purge
 from wal.records import Entry, HardState, SnapshotRecord
 from wal.repair import repair
 from wal.segment import exist
-from wal.snap import DEFAULT_MAX_SNAPSHOTS, Snapshot, Snapshotter
+from wal.snap import DEFAULT_MAX_SNAPSHOTS, Snapshot, Snapshotter, snap_name
 from wal.storage import (
     FaultHook,
     Lifecycle,
@@ -230,16 +230,31 @@ class FileStorage:
             self._fatal(exc, "save")
         after_append(self._bounds, hard_state, entries)
 
-    def save_snapshot(self, snapshot: Snapshot) -> None:
+    def snapshot_data_writer(self) -> Callable[[Snapshot], None]:
+        """Writes the ``.snap`` file (temp, fsync, rename, directory fsync) and nothing
+        else: a new file sorts newest, so a concurrent purge never picks it."""
+        snapper = Snapshotter(self.snapshotter.dir, unsafe_no_fsync=self.unsafe_no_fsync)
+
+        def write(snapshot: Snapshot) -> None:
+            snapper.save(snapshot, purge=False)
+        return write
+
+    def save_snapshot(self, snapshot: Snapshot, *, data_written: bool = False) -> None:
         self._life.require(Phase.OPEN)
         check_snapshot(self._bounds, snapshot)
+        if data_written and not (self.snapshotter.dir
+                                 / snap_name(snapshot.term, snapshot.index)).exists():
+            raise NoSnapshotError(
+                f"snapshot {snapshot.term}/{snapshot.index} said written, but "
+                f"{snap_name(snapshot.term, snapshot.index)} is not in {self.snapshotter.dir}")
         # A replacing snapshot (raft's restore) drops the log after it: the WAL's replay
         # must apply that on reload from the snapshot record alone (etcd-io/etcd#22442).
         replaced = snapshot_replaces_log(self._bounds, snapshot)
         w = self._wal
         assert w is not None
         try:
-            self.snapshotter.save(snapshot, purge=False)  # the file first (etcd v3.5 order)
+            if not data_written:  # the file first (etcd v3.5 order)
+                self.snapshotter.save(snapshot, purge=False)
             w.save_snapshot(snapshot.record)
         except BaseException as exc:
             self._fatal(exc, "save_snapshot")

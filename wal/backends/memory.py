@@ -163,8 +163,13 @@ class MemoryStorage:
         after_append(self._bounds, hard_state, entries)
         self._fault(WAL_AFTER_FSYNC)
 
-    def save_snapshot(self, snapshot: Snapshot) -> None:
+    def snapshot_data_writer(self) -> None:
+        return None  # the data is part of the store's own write
+
+    def save_snapshot(self, snapshot: Snapshot, *, data_written: bool = False) -> None:
         self._life.require(Phase.OPEN)
+        if data_written:
+            raise ValueError("this backend writes snapshot data itself: data_written=False")
         member = self._member
         assert member is not None
         check_snapshot(self._bounds, snapshot)
