@@ -114,6 +114,9 @@ def fork_serialize(pack: Callable[[], bytes]) -> ForkedSerialization:
                 while view:
                     view = view[os.write(w, view):]
             code = 0
+        except BaseException as e:  # say why on the member's stderr (its log), then exit 1
+            with contextlib.suppress(BaseException):
+                os.write(2, f"snapshot child {os.getpid()}: {type(e).__name__}: {e}\n".encode())
         finally:
             os._exit(code)
     os.close(w)

@@ -38,12 +38,13 @@ async def test_large_output_through_the_pipe_and_nothing_leaks() -> None:
     assert open_fds() == before
 
 
-async def test_a_failing_child_is_an_error_not_a_crash() -> None:
+async def test_a_failing_child_is_an_error_not_a_crash(capfd: pytest.CaptureFixture[str]) -> None:
     def boom() -> bytes:
-        raise MemoryError("in the child")
+        raise OSError(28, "No space left on device")
 
     with pytest.raises(SnapshotChildError, match="exited with 1"):
         await fork_serialize(boom).result()
+    assert "OSError: [Errno 28] No space left on device" in capfd.readouterr().err
 
 
 async def test_the_loop_runs_while_the_child_packs() -> None:
