@@ -68,22 +68,26 @@ class ForkedSerialization:
 
     def _collect(self) -> bytes:
         """Read the pipe to EOF, reap the child, check the length it announced."""
+        head = b""
         chunks: list[bytes] = []
         try:
-            while True:
-                b = os.read(self.fd, 1 << 20)
+            while len(head) < _LEN.size:  # the length word, apart: the data is never re-sliced
+                b = os.read(self.fd, _LEN.size - len(head))
                 if not b:
                     break
+                head += b
+            while b:
+                b = os.read(self.fd, 1 << 20)
                 chunks.append(b)
         finally:
             os.close(self.fd)
             _, status = os.waitpid(self.pid, 0)
-        out = b"".join(chunks)
+        data = b"".join(chunks)
         code = os.waitstatus_to_exitcode(status)
-        if code != 0 or len(out) < _LEN.size or _LEN.unpack_from(out)[0] != len(out) - _LEN.size:
-            raise SnapshotChildError(
-                f"snapshot child {self.pid} exited with {code} after {len(out)} bytes")
-        return out[_LEN.size:]
+        if code != 0 or len(head) < _LEN.size or _LEN.unpack(head)[0] != len(data):
+            raise SnapshotChildError(f"snapshot child {self.pid} exited with {code} after "
+                                     f"{len(head) + len(data)} bytes")
+        return data
 
 
 def fork_serialize(pack: Callable[[], bytes]) -> ForkedSerialization:

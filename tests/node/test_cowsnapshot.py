@@ -12,7 +12,7 @@ import pytest
 from raftnode.cowsnapshot import ForkedSerialization, SnapshotChildError, fork_serialize
 from raftnode.mvcc.messages import PutRequest
 from raftnode.statemachine import StateMachine
-from tests.node.test_driver_inproc import leader_of, make_cluster
+from tests.node.test_driver_inproc import leader_of, running
 from wal.backends import open_backend
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -94,10 +94,7 @@ async def test_a_slow_snapshot_does_not_stall_commits(tmp_path, monkeypatch) -> 
         return original(self)
 
     monkeypatch.setattr(StateMachine, "snapshot", slow)
-    _net, drivers = make_cluster(tmp_path, snapshot_count=20)
-    for d in drivers:
-        d.start()
-    try:
+    async with running(tmp_path, snapshot_count=20) as (_net, drivers):
         leader = await leader_of(drivers)
         for i in range(25):
             await leader.propose(PutRequest(b"k%d" % i, b"v"))
@@ -113,16 +110,10 @@ async def test_a_slow_snapshot_does_not_stall_commits(tmp_path, monkeypatch) -> 
                 break
             await asyncio.sleep(0.02)
         assert leader.snapshot_index >= 20 and leader.rn.raft.log.base_index > 0
-    finally:
-        for d in drivers:
-            await d.stop()
 
 
 async def test_the_child_writes_the_snap_file_and_a_reload_starts_from_it(tmp_path) -> None:
-    _net, drivers = make_cluster(tmp_path, snapshot_count=20, backend="file")
-    for d in drivers:
-        d.start()
-    try:
+    async with running(tmp_path, snapshot_count=20, backend="file") as (_net, drivers):
         leader = await leader_of(drivers)
         for i in range(30):
             await leader.propose(PutRequest(b"k%d" % i, b"v"))
@@ -134,10 +125,8 @@ async def test_the_child_writes_the_snap_file_and_a_reload_starts_from_it(tmp_pa
         assert all(d.snapshot_index >= 20 for d in drivers)
         for d in drivers:
             await d.wait_applied(target)
-    finally:
-        for d in drivers:
-            await d.stop()
-            d.storage.close()
+    for d in drivers:
+        d.storage.close()
     # every member's data dir holds the file its child wrote, and reloads from it
     for i, d in enumerate(drivers):
         snaps = sorted((tmp_path / f"m{i}" / "member" / "snap").glob("*.snap"))

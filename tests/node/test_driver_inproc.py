@@ -8,7 +8,10 @@ ReadIndex, snapshots) quickly; the process-level tests check it again with real 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+from collections.abc import AsyncIterator
+from typing import Any
 
 import msgpack
 import pytest
@@ -71,6 +74,19 @@ def make_cluster(tmp_path, n: int = 3, *, async_writes: bool = False, snapshot_c
     return net, drivers
 
 
+@contextlib.asynccontextmanager
+async def running(tmp_path, n: int = 3, **kw: Any) -> AsyncIterator[tuple[Net, list[Driver]]]:
+    """:func:`make_cluster`, started, and stopped again however the test ends."""
+    net, drivers = make_cluster(tmp_path, n, **kw)
+    for d in drivers:
+        d.start()
+    try:
+        yield net, drivers
+    finally:
+        for d in drivers:
+            await d.stop()
+
+
 async def leader_of(drivers: list[Driver], timeout: float = 5.0) -> Driver:
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
@@ -85,10 +101,7 @@ async def leader_of(drivers: list[Driver], timeout: float = 5.0) -> Driver:
                          [(False, "memory"), (True, "memory"), (False, "file"), (True, "sqlite")])
 async def test_writes_commit_everywhere_and_follower_forwards(tmp_path, async_writes,
                                                               backend) -> None:
-    _net, drivers = make_cluster(tmp_path, async_writes=async_writes, backend=backend)
-    for d in drivers:
-        d.start()
-    try:
+    async with running(tmp_path, async_writes=async_writes, backend=backend) as (_net, drivers):
         leader = await leader_of(drivers)
         follower = next(d for d in drivers if d is not leader)
         r1 = await leader.propose(PutRequest(b"a", b"1"))
@@ -105,16 +118,10 @@ async def test_writes_commit_everywhere_and_follower_forwards(tmp_path, async_wr
         assert len({d.sm.store.hash() for d in drivers}) == 1
         # every initial member is known with its peer URLs
         assert sorted(len(m.peer_urls) for m in leader.sm.member_list()) == [1, 1, 1]
-    finally:
-        for d in drivers:
-            await d.stop()
 
 
 async def test_snapshot_and_compaction_then_lagging_member_catches_up(tmp_path) -> None:
-    net, drivers = make_cluster(tmp_path, snapshot_count=20)
-    for d in drivers:
-        d.start()
-    try:
+    async with running(tmp_path, snapshot_count=20) as (net, drivers):
         leader = await leader_of(drivers)
         lagging = next(d for d in drivers if d is not leader)
         net.cut.add(lagging.member_id)
@@ -128,9 +135,6 @@ async def test_snapshot_and_compaction_then_lagging_member_catches_up(tmp_path) 
         net.cut.clear()
         await lagging.wait_applied(leader.applied)
         assert lagging.sm.store.hash() == leader.sm.store.hash()
-    finally:
-        for d in drivers:
-            await d.stop()
 
 
 def copies_in_log(d: Driver, rid: int) -> int:
@@ -143,10 +147,7 @@ def copies_in_log(d: Driver, rid: int) -> int:
 
 
 async def test_forward_lost_to_old_leader_is_resubmitted_to_the_new_one(tmp_path) -> None:
-    net, drivers = make_cluster(tmp_path)
-    for d in drivers:
-        d.start()
-    try:
+    async with running(tmp_path) as (net, drivers):
         leader = await leader_of(drivers)
         follower, other = (d for d in drivers if d is not leader)
         await follower.propose(PutRequest(b"warm", b"up"))
@@ -160,16 +161,10 @@ async def test_forward_lost_to_old_leader_is_resubmitted_to_the_new_one(tmp_path
         await follower.wait_applied(max(d.applied for d in drivers))
         kv = follower.sm.store.range(RangeRequest(b"k")).kvs[0]
         assert (kv.value, kv.version, kv.mod_revision) == (b"v", 1, r.revision)
-    finally:
-        for d in drivers:
-            await d.stop()
 
 
 async def test_resubmission_that_duplicates_a_committed_proposal_applies_once(tmp_path) -> None:
-    net, drivers = make_cluster(tmp_path)
-    for d in drivers:
-        d.start()
-    try:
+    async with running(tmp_path) as (net, drivers):
         leader = await leader_of(drivers)
         follower, other = (d for d in drivers if d is not leader)
         await follower.propose(PutRequest(b"warm", b"up"))
@@ -198,23 +193,14 @@ async def test_resubmission_that_duplicates_a_committed_proposal_applies_once(tm
             assert (kv.value, kv.version, kv.mod_revision) == (b"v1", 1, r.revision)
             assert d.sm.store.revision == rev0 + 2  # k once, then "after"
         assert len({d.sm.store.hash() for d in drivers}) == 1
-    finally:
-        for d in drivers:
-            await d.stop()
 
 
 async def test_concurrent_linearizable_reads_on_every_member_all_complete(tmp_path) -> None:
     """The leader tells read requests apart by their context: two members' reads must
     never share one, or one of them is answered and the other waits out its timeout."""
-    _net, drivers = make_cluster(tmp_path)
-    for d in drivers:
-        d.start()
-    try:
+    async with running(tmp_path) as (_net, drivers):
         leader = await leader_of(drivers)
         await leader.propose(PutRequest(b"k", b"v"))
         for _ in range(5):
             await asyncio.wait_for(
                 asyncio.gather(*(d.read_barrier() for d in drivers for _ in range(3))), 2.0)
-    finally:
-        for d in drivers:
-            await d.stop()
