@@ -102,12 +102,16 @@ def test_write_error_from_a_full_disk_is_fatal(wdir: Path) -> None:
     w = WAL.create(str(wdir), b"m")
     assert w._pw is not None
     fd = w._pw.fd
-    os.close(fd)  # the descriptor is gone: the next write fails for real
+    # the descriptor becomes a read-only one: the next write fails for real (EBADF). Not
+    # os.close: the background segment pre-creator could be handed the freed number,
+    # and the "failing" write would land in its file
+    ro = os.open(wdir / "ro", os.O_RDONLY | os.O_CREAT, 0o600)
+    os.dup2(ro, fd)
+    os.close(ro)
     with pytest.raises(FsyncError):
         w.save(None, ents(1, 1))
     with pytest.raises(FsyncError):
         w.save(None, ents(1, 1))
-    w._locks[0].fd = -1  # already closed above; let close() skip it
     w.close()
     assert len(segments(wdir)) == 1
 
