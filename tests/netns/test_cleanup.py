@@ -94,6 +94,8 @@ def test_sigterm_reaches_members_through_ip_netns_exec(netns_harness: NetnsHarne
     assert m.pid is not None and pid_alive(m.pid)
     # serving means `ip` has entered the namespace and exec'd raftnode, whose handlers are
     # installed (before that, the pid may not be in the namespace yet: a test race)
+    time.sleep(0.5)
+    assert pid_alive(m.pid), f"the member died at start:\n{h.log('n1')[-3000:]}"
     h.launcher.wait_healthy(30.0)
     assert m.pid in [int(p) for p in netns.run(["ip", "netns", "pids", h.ns("n1")]).split()]
     assert h.launcher.signal("n1", signal.SIGTERM, wait=15.0)
