@@ -9,7 +9,9 @@ system, alternating iterations so that disk noise hits both alike. The figure is
 throughput ratio WAL/raw, the median over rounds of (raw latency / WAL latency) of the
 same round: 1.0 means the WAL costs nothing over the bare syscalls. Each round also
 times the encoder alone on the same batch (a throwaway ``Encoder``): the per-entry
-Python cost that, against this disk's fdatasync, bounds the ratio of big batches.
+Python cost that, against this disk's fdatasync, bounds the ratio of big batches. The
+header says which encoder ran: the C accelerator, or pure Python (not built, or
+``RAFTNODE_WAL_PURE_PYTHON=1``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from wal import WAL, Entry, HardState
+from wal import WAL, Entry, HardState, framing
 from wal.fileutil import fdatasync, preallocate
 from wal.framing import Encoder
 
@@ -131,8 +133,9 @@ def bench_replay(root: str, size: int, count: int) -> dict[str, float]:
 def main() -> int:
     root = tempfile.mkdtemp(prefix="walbench-", dir=os.environ.get("BENCH_DIR"))
     try:
+        encoder = "C (wal._speedups)" if framing.ACCELERATED else "pure Python"
         print(f"WAL benchmark ({'quick' if QUICK else 'full'}), dir {root}, "
-              f"python {sys.version.split()[0]}\n")
+              f"python {sys.version.split()[0]}, encoder {encoder}\n")
         print("| entry size | batch | WAL save p50 (ms) | raw write+fdatasync p50 (ms) "
               "| WAL/raw | WAL entries/s | WAL MB/s | encode µs/entry |")
         print("|---:|---:|---:|---:|---:|---:|---:|---:|")
