@@ -31,6 +31,7 @@ import msgpack
 from raftnode.cowsnapshot import ForkedSerialization, SnapshotChildError, fork_serialize
 from raftnode.mvcc.errors import EtcdError, GrpcCode
 from raftnode.mvcc.messages import Request, Response
+from raftnode.mvcc.store import SnapshotToken
 from raftnode.raft.errors import (
     InvariantViolation,
     ProposalDroppedError,
@@ -51,6 +52,7 @@ from raftnode.raft.types import (
     Snapshot,
     SnapshotMeta,
 )
+from raftnode.snapparts import SnapParts
 from raftnode.statemachine import (
     StateMachine,
     as_resubmission,
@@ -59,9 +61,10 @@ from raftnode.statemachine import (
 )
 from wal import Entry as WalEntry
 from wal import HardState as WalHardState
+from wal import SnapshotRecord as WalSnapshotRecord
 from wal.errors import SliceOutOfRangeError
 from wal.snap import Snapshot as WalSnapshot
-from wal.storage import Storage
+from wal.storage import SnapshotDataWriter, Storage
 
 log = logging.getLogger("raftnode.driver")
 
@@ -78,6 +81,12 @@ ErrLeaderChanged = type("ErrLeaderChanged", (EtcdError,), {
 def pack_snapshot_data(conf: ConfState, sm_data: bytes) -> bytes:
     """Snapshot file payload: the conf state travels with the state machine (as in etcd)."""
     return msgpack.packb([list(conf.voters), list(conf.learners), sm_data])
+
+
+def pack_snapshot_parts(conf: ConfState, sm_parts: SnapParts) -> SnapParts:
+    """:func:`pack_snapshot_data` of the state machine's parts, as parts."""
+    packb = msgpack.packb
+    return sm_parts.as_bin(b"\x93" + packb(list(conf.voters)) + packb(list(conf.learners)))
 
 
 def unpack_snapshot_data(data: bytes) -> tuple[ConfState, bytes]:
@@ -159,6 +168,7 @@ class Driver:
     _snap_task: asyncio.Task[None] | None = None
     _snap_done: Snapshot | None = None  # saved; the ready loop compacts the log below it
     _snap_not_before: int = 0  # applied index before which no new snapshot is tried
+    _disk_snapshot_index: int = 0  # newest snapshot saved (the disk thread's view)
 
     def __post_init__(self) -> None:
         # request IDs unique across restarts: member bits + start time, then a counter
@@ -467,6 +477,7 @@ class Driver:
             fp("raftBeforeSaveSnap")
             s = rd.snapshot
             self.storage.save_snapshot(WalSnapshot(s.meta.index, s.meta.term, s.data))
+            self._disk_snapshot_index = max(self._disk_snapshot_index, s.meta.index)
             fp("raftAfterSaveSnap")
         hs = rd.hard_state
         fp("raftBeforeSave")
@@ -539,24 +550,24 @@ class Driver:
         if term is None:
             return
         conf, sm = self.conf_state, self.sm
-        # the file backend's data file is written by the child too: 20+ MB and an fsync
-        # would otherwise sit on the disk thread, ahead of the next persist
+        # the file backend's data file is written by a thread of its own (below): 20+ MB and
+        # an fsync would otherwise sit on the disk thread, ahead of the next persist
         write = self.storage.snapshot_data_writer()
 
-        def pack() -> bytes:
-            data = pack_snapshot_data(conf, sm.snapshot())
-            if write is not None:
-                write(WalSnapshot(index, term, data))
-            return data
+        def pack() -> SnapParts:
+            # incremental: the versions since the last snapshot, the rest reused as bytes
+            return pack_snapshot_parts(conf, sm.snapshot_parts(incremental=True))
 
-        job = fork_serialize(pack)
+        job = fork_serialize(pack, reused=sm.store.snapshot_base())
+        token = sm.store.snapshot_forked()
         self._snap_job = job
         self._snap_task = loop.create_task(
-            self._save_snapshot(loop, job, index, term, conf, written=write is not None),
+            self._save_snapshot(loop, job, index, term, conf, token, write),
             name=f"raft-snapshot-{index}")
 
     async def _save_snapshot(self, loop: asyncio.AbstractEventLoop, job: ForkedSerialization,
-                             index: int, term: int, conf: ConfState, *, written: bool) -> None:
+                             index: int, term: int, conf: ConfState, token: SnapshotToken,
+                             write: SnapshotDataWriter | None) -> None:
         try:
             t0 = time.monotonic()
             try:
@@ -567,14 +578,18 @@ class Driver:
                 return
             if index <= self.snapshot_index:  # the leader's newer snapshot was installed
                 return
+            if write is not None:  # (GIL released while it writes and syncs)
+                await loop.run_in_executor(None, write, WalSnapshotRecord(index, term), (data,))
             # queued behind every persist already handed to the disk thread, so the WAL's
             # hard state covers ``index`` (committed and applied here) when the record lands
-            await loop.run_in_executor(
-                self._disk, functools.partial(self.storage.save_snapshot, data_written=written),
-                WalSnapshot(index, term, data))
-            if index <= self.snapshot_index:
+            saved = await loop.run_in_executor(self._disk, self._save_own_snapshot,
+                                               WalSnapshot(index, term, data), write is not None)
+            if not saved or index <= self.snapshot_index:
+                log.info("snapshot at index %d dropped: the leader's newer one came first", index)
                 return
             self.snapshot_index = index
+            a, b = job.region
+            self.sm.store.snapshot_saved(token, memoryview(data)[a:b], job.chunks)
             # what is alive now is mostly the store, long-lived and acyclic: take it out of
             # the collector's full passes, which otherwise scan it all and pause the loop
             # for hundreds of ms as it grows (docs/bench.md); gc.freeze is O(1)
@@ -592,6 +607,16 @@ class Driver:
         finally:
             if self._snap_job is job:
                 self._snap_job = None
+
+    def _save_own_snapshot(self, snap: WalSnapshot, data_written: bool) -> bool:
+        """On the disk thread, so in order with the persists of snapshots received from the
+        leader: a snapshot of ours that one of those overtook while ours was being packed
+        or written is dropped (the storage refuses an older snapshot, and that is fatal)."""
+        if snap.index <= self._disk_snapshot_index:
+            return False
+        self.storage.save_snapshot(snap, data_written=data_written)
+        self._disk_snapshot_index = snap.index
+        return True
 
     async def _compact(self, loop: asyncio.AbstractEventLoop, snap: Snapshot) -> None:
         """Let the log go up to the catch-up margin below a saved snapshot."""

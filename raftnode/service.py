@@ -243,7 +243,7 @@ class RaftService:
 
     async def snapshot(self) -> SnapshotStream:
         revision = self.sm.store.revision  # the state the fork below captures
-        data = await fork_serialize(self.sm.snapshot).result()  # no loop stall
+        data = await fork_serialize(self.sm.snapshot_parts).result()  # no loop stall
 
         async def chunks() -> AsyncIterator[bytes]:
             for i in range(0, len(data), SNAPSHOT_CHUNK):

@@ -25,6 +25,7 @@ from raftnode.mvcc.errors import EtcdError, GrpcCode
 from raftnode.mvcc.messages import Request, Response
 from raftnode.mvcc.store import MVCCStore
 from raftnode.raft.types import ConfChange, ConfChangeType
+from raftnode.snapparts import SnapParts, array_header
 
 OP_KV = 0  # body: mvcc encode_request bytes
 OP_PUBLISH = 1  # body: [member_id, name, client_urls]
@@ -152,10 +153,17 @@ class StateMachine:
     # -- snapshots --------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
+        return self.snapshot_parts().join()
+
+    def snapshot_parts(self, *, incremental: bool = False) -> SnapParts:
+        """``[format, store, members, removed, applied IDs]``, the store as its parts (see
+        :meth:`MVCCStore.snapshot_parts`); the same bytes as ``msgpack.packb`` of the list."""
         members = [[m.id, m.name, list(m.peer_urls), list(m.client_urls), m.is_learner]
                    for m in sorted(self.members.values(), key=lambda m: m.id)]
-        return msgpack.packb([SNAPSHOT_FORMAT, self.store.snapshot(), members,
-                              sorted(self.removed), list(self.applied_ids.items())])
+        packb = msgpack.packb
+        return self.store.snapshot_parts(incremental=incremental).as_bin(
+            array_header(5) + packb(SNAPSHOT_FORMAT),
+            (packb(members), packb(sorted(self.removed)), packb(list(self.applied_ids.items()))))
 
     def restore(self, data: bytes) -> None:
         try:

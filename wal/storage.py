@@ -32,6 +32,7 @@ from wal.errors import (
     StorageStateError,
 )
 from wal.hooks import WAL_AFTER_FSYNC, WAL_BEFORE_FSYNC, WAL_WRITE
+from wal.pagewriter import Chunk
 from wal.records import Entry, HardState, SnapshotRecord
 from wal.snap import Snapshot
 
@@ -40,6 +41,8 @@ from wal.snap import Snapshot
 # sleep (inject latency) or raise OSError (inject EIO/ENOSPC), which every backend treats
 # exactly like a real I/O failure: FsyncError, and the backend is failed for good.
 FaultHook = Callable[[str], None]
+#: Writes a snapshot's data file, given its position and its data as parts.
+SnapshotDataWriter = Callable[[SnapshotRecord, Sequence[Chunk]], None]
 
 __all__ = [
     "WAL_AFTER_FSYNC",
@@ -123,11 +126,12 @@ class Storage(Protocol):
         :meth:`snapshot_data_writer`'s function; only the record remains to be saved."""
         ...
 
-    def snapshot_data_writer(self) -> Callable[[Snapshot], None] | None:
+    def snapshot_data_writer(self) -> SnapshotDataWriter | None:
         """A function that durably writes a snapshot's data, and touches nothing else of
         this object, so it may run on another thread or in a forked child while the
         persistence worker goes on: the big write then stays off the log's critical path.
-        ``None`` where the data lives inside the log store (memory, sqlite)."""
+        ``None`` where the data lives inside the log store (memory, sqlite). It takes the
+        snapshot's position and its data as parts (see :func:`wal.snap.encode_snapshot_parts`)."""
         ...
 
     def compact(self, index: int) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import zlib
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -62,9 +63,12 @@ from raftnode.mvcc.messages import (
     TxnRequest,
     TxnResponse,
 )
+from raftnode.snapparts import SnapParts, array_header
+from wal.pagewriter import Chunk
 
 MAX_LEASE_TTL = 9_000_000_000
-SNAPSHOT_FORMAT = "raftnode-mvcc/2"
+SNAPSHOT_FORMAT = "raftnode-mvcc/3"  # 3: versions column-wise, in chunks (incremental)
+_SNAPSHOT_FORMAT_2 = "raftnode-mvcc/2"  # one list per version; still restored
 _VERSION_OVERHEAD = 48
 
 EventSink = Callable[[int, list[Event]], None]
@@ -105,6 +109,26 @@ class _History:
             return None
         kv = self.kvs[i]
         return kv if kv.version else None
+
+
+@dataclass(slots=True)
+class _SnapBase:
+    """The versions up to ``rev`` (compacted at ``compact_rev``) packed as ``chunks`` chunks
+    in ``blob``, a view into the snapshot the member keeps."""
+
+    rev: int
+    compact_rev: int
+    blob: memoryview
+    chunks: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotToken:
+    """The store as a forked snapshot child saw it (see :meth:`MVCCStore.snapshot_forked`)."""
+
+    epoch: int
+    rev: int
+    compact_rev: int
 
 
 def _strip_value(kv: KeyValue) -> KeyValue:
@@ -154,6 +178,11 @@ class MVCCStore:
         self._size = 0  # approximate bytes of retained history, see approx_size()
         self._changes = 0
         self._events: list[Event] | None = None
+        # incremental snapshots (snapshot_parts): the last one's packed versions, the keys
+        # written since it was forked, and a count of restores (which void both)
+        self._base: _SnapBase | None = None
+        self._changed: set[bytes] | None = None
+        self._epoch = 0
         self._dispatch: dict[type, Callable[[Any], Response]] = {
             PutRequest: self.put,
             RangeRequest: self.range,
@@ -272,6 +301,8 @@ class MVCCStore:
                 if old is not None:
                     old.keys.discard(key)
         h.append(kv, self._changes)
+        if self._changed is not None:
+            self._changed.add(key)
         self._size += len(key) + len(value) + _VERSION_OVERHEAD
         if lease:
             self._leases[lease].keys.add(key)
@@ -287,6 +318,8 @@ class MVCCStore:
         for prev in deleted:
             tomb = KeyValue(prev.key, 0, rev, 0, b"", 0)
             index[prev.key].append(tomb, self._changes)
+            if self._changed is not None:
+                self._changed.add(prev.key)
             self._size += len(prev.key) + _VERSION_OVERHEAD
             self._changes += 1
             if prev.lease:
@@ -546,53 +579,192 @@ class MVCCStore:
     # ------------------------------------------------------- snapshot/restore
 
     def snapshot(self) -> bytes:
-        """The whole state as msgpack (deterministic: equal states give equal bytes)."""
-        keys = [[k, [[kv.create_revision, kv.mod_revision, sub, kv.version, kv.value, kv.lease]
-                     for kv, sub in zip(h.kvs, h.subs)]]
-                for k in self._keys for h in (self._index[k],)]
+        """The whole state as msgpack, canonical (one chunk): equal states give equal bytes."""
+        return self.snapshot_parts().join()
+
+    def snapshot_parts(self, *, incremental: bool = False) -> SnapParts:
+        """The whole state as parts: ``[format, rev, compact_rev, next_lease, leases,
+        chunks]``, each chunk holding versions column-wise (:meth:`_pack_chunk`).
+
+        ``incremental``: reuse the bytes of the last snapshot this store was told about
+        (:meth:`snapshot_saved`) and pack only the versions written since, as one more
+        chunk. Between compactions the history only grows, so those bytes stay valid and a
+        snapshot costs the changes, not the store (with 10,000 puts per snapshot and a
+        history of 100k revisions that is 10x less packing; the packing runs in a forked
+        child, and everything it touches is a page copied). After a compaction, a restore,
+        or a snapshot that did not complete, the whole store is packed again.
+        """
+        b = self._base
+        if (incremental and b is not None and self._changed is not None
+                and b.compact_rev == self._compact_rev):
+            new = self._pack_chunk(sorted(self._changed), after=b.rev)
+            chunks: list[Chunk] = [b.blob, new] if new else [b.blob]
+            n, reused = b.chunks + (1 if new else 0), 1
+        else:
+            chunks, n, reused = [self._pack_chunk(self._keys, after=0)], 1, -1
         leases = [[lid, self._leases[lid].TTL] for lid in sorted(self._leases)]
-        data = [SNAPSHOT_FORMAT, self._rev, self._compact_rev, self._next_lease_id, keys, leases]
-        out: bytes = msgpack.packb(data, use_bin_type=True)
+        packb = msgpack.packb
+        head = (array_header(6) + packb(SNAPSHOT_FORMAT) + packb(self._rev)
+                + packb(self._compact_rev) + packb(self._next_lease_id) + packb(leases)
+                + array_header(n))
+        return SnapParts([head, *chunks], (1, 1 + len(chunks)), n, reused)
+
+    def snapshot_base(self) -> memoryview | None:
+        """The packed versions an incremental snapshot would reuse (see :meth:`snapshot_parts`)."""
+        return self._base.blob if self._base is not None else None
+
+    def _pack_chunk(self, keys: list[bytes], after: int) -> bytes:
+        """``[keys, counts, revs, subs, creates, versions, values, leases]``: the versions
+        with a mod revision above ``after`` of ``keys`` (sorted), in key-then-revision
+        order, one flat list per field. msgpack packs a list of ints or bytes in C, so the
+        Python work is one comprehension per field, not a list per version. b"" if none."""
+        index = self._index
+        if after <= 0:
+            ks = keys
+            hs = [index[k] for k in keys]
+            revs_l, subs_l, kvs_l = ([h.revs for h in hs], [h.subs for h in hs],
+                                     [h.kvs for h in hs])
+        else:
+            ks, revs_l, subs_l, kvs_l = [], [], [], []
+            for k in keys:
+                h = index.get(k)
+                if h is None:
+                    continue
+                i = bisect_right(h.revs, after)
+                if i < len(h.revs):
+                    ks.append(k)
+                    revs_l.append(h.revs[i:])
+                    subs_l.append(h.subs[i:])
+                    kvs_l.append(h.kvs[i:])
+            if not ks:
+                return b""
+        kvs = [kv for hk in kvs_l for kv in hk]
+        out: bytes = msgpack.packb(
+            [ks, [len(r) for r in revs_l], [r for hr in revs_l for r in hr],
+             [sub for hs_ in subs_l for sub in hs_], [kv.create_revision for kv in kvs],
+             [kv.version for kv in kvs], [kv.value for kv in kvs], [kv.lease for kv in kvs]],
+            use_bin_type=True)
         return out
 
+    def snapshot_forked(self) -> SnapshotToken:
+        """Call in the parent right after forking a child that runs
+        ``snapshot_parts(incremental=True)``: from here on the keys written are recorded,
+        for the snapshot after that child's, which :meth:`snapshot_saved` makes the base."""
+        self._changed = set()
+        self._base = None  # valid for the child only: if it fails, the next one packs all
+        return SnapshotToken(self._epoch, self._rev, self._compact_rev)
+
+    def snapshot_saved(self, token: SnapshotToken, blob: memoryview, chunks: int) -> None:
+        """The child forked at ``token`` finished: ``blob`` (its ``chunks`` chunks, inside
+        the snapshot the member keeps) is the base of the next incremental snapshot."""
+        if token.epoch == self._epoch:  # else a restore replaced the history since
+            self._base = _SnapBase(token.rev, token.compact_rev, blob, chunks)
+
     def restore(self, data: bytes) -> None:
-        """Replace the state with a :meth:`snapshot`; on any error nothing changes."""
+        """Replace the state with a :meth:`snapshot` (format 3, or 2 from older members);
+        on any error nothing changes."""
         try:
             obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
-            fmt, rev, compact_rev, next_lease, keys, leases = obj
+            fmt = obj[0]
         except Exception as e:
             raise SnapshotError(f"not an MVCC snapshot: {e}") from e
-        if fmt != SNAPSHOT_FORMAT:
+        if fmt == SNAPSHOT_FORMAT:
+            parse = _parse_chunks
+        elif fmt == _SNAPSHOT_FORMAT_2:
+            parse = _parse_rows
+        else:
             raise SnapshotError(f"unknown snapshot format {fmt!r}")
         try:
-            lease_map = {int(lid): Lease(int(lid), int(ttl)) for lid, ttl in leases}
-            index: dict[bytes, _History] = {}
-            key_list: list[bytes] = []
-            for k, versions in keys:
-                if not isinstance(k, bytes) or not versions:
-                    raise SnapshotError(f"bad key entry {k!r}")
-                h = _History()
-                for c, m, sub, v, val, lease in versions:
-                    if not (isinstance(val, bytes) and isinstance(m, int) and
-                            isinstance(sub, int) and 0 < m <= rev and
-                            (not h.revs or (h.revs[-1], h.subs[-1]) < (m, sub))):
-                        raise SnapshotError(f"bad version of key {k!r} at revision {m}")
-                    h.append(KeyValue(k, int(c), m, int(v), val, int(lease)), sub)
-                last = h.kvs[-1]
-                if last.version and last.lease:
-                    if last.lease not in lease_map:
-                        raise SnapshotError(f"key {k!r} attached to unknown lease {last.lease}")
-                    lease_map[last.lease].keys.add(k)
-                if key_list and key_list[-1] >= k:
-                    raise SnapshotError("keys not sorted")
-                key_list.append(k)
-                index[k] = h
+            rev, compact_rev, next_lease, key_list, index, lease_map = parse(obj)
         except SnapshotError:
             raise
         except Exception as e:
             raise SnapshotError(f"malformed MVCC snapshot: {e}") from e
-        self._rev, self._compact_rev = int(rev), int(compact_rev)
-        self._next_lease_id = int(next_lease)
+        self._rev, self._compact_rev = rev, compact_rev
+        self._next_lease_id = next_lease
         self._keys, self._index, self._leases = key_list, index, lease_map
         self._size = sum(len(kv.key) + len(kv.value) + _VERSION_OVERHEAD
                          for h in index.values() for kv in h.kvs)
+        self._epoch += 1
+        self._base, self._changed = None, None
+
+
+_Parsed = tuple[int, int, int, list[bytes], dict[bytes, _History], dict[int, Lease]]
+
+
+def _parse_leases(leases: list[list[int]]) -> dict[int, Lease]:
+    return {int(lid): Lease(int(lid), int(ttl)) for lid, ttl in leases}
+
+
+def _check_history(k: object, h: _History, rev: int, key_list: list[bytes],
+                   lease_map: dict[int, Lease]) -> None:
+    """Every restored key: bytes, sorted, versions in (revision, sub) order within ``rev``,
+    values bytes, its live lease known (and told that it holds the key)."""
+    if not isinstance(k, bytes) or not h.revs:
+        raise SnapshotError(f"bad key entry {k!r}")
+    if key_list and key_list[-1] >= k:
+        raise SnapshotError("keys not sorted")
+    prev = (0, -1)
+    for kv, sub in zip(h.kvs, h.subs):
+        m = kv.mod_revision
+        if not (type(kv.value) is bytes and type(m) is int and type(sub) is int
+                and 0 < m <= rev and prev < (m, sub)):
+            raise SnapshotError(f"bad version of key {k!r} at revision {m}")
+        prev = (m, sub)
+    last = h.kvs[-1]
+    if last.version and last.lease:
+        if last.lease not in lease_map:
+            raise SnapshotError(f"key {k!r} attached to unknown lease {last.lease}")
+        lease_map[last.lease].keys.add(k)
+
+
+def _parse_chunks(obj: list[Any]) -> _Parsed:
+    """Format 3: the chunks in order; a key's versions may span chunks, in revision order."""
+    _, rev, compact_rev, next_lease, leases, chunks = obj
+    rev = int(rev)
+    lease_map = _parse_leases(leases)
+    index: dict[bytes, _History] = {}
+    for chunk in chunks:
+        keys, counts, revs, subs, creates, versions, values, vleases = chunk
+        n = len(revs)
+        if (len(keys) != len(counts) or sum(counts) != n
+                or not n == len(subs) == len(creates) == len(versions) == len(values)
+                == len(vleases)):
+            raise SnapshotError("MVCC snapshot columns disagree in length")
+        pos = 0
+        for k, c in zip(keys, counts):
+            if type(c) is not int or c <= 0:
+                raise SnapshotError(f"bad version count {c!r} of key {k!r}")
+            end = pos + c
+            h = index.get(k)
+            if h is None:
+                h = index[k] = _History()
+            mods = revs[pos:end]
+            h.revs += mods
+            h.subs += subs[pos:end]
+            h.kvs += [KeyValue(k, int(cr), m, int(v), val, int(le)) for cr, m, v, val, le in
+                      zip(creates[pos:end], mods, versions[pos:end], values[pos:end],
+                          vleases[pos:end])]
+            pos = end
+    key_list: list[bytes] = []
+    for k in sorted(index):
+        _check_history(k, index[k], rev, key_list, lease_map)
+        key_list.append(k)
+    return rev, int(compact_rev), int(next_lease), key_list, index, lease_map
+
+
+def _parse_rows(obj: list[Any]) -> _Parsed:
+    """Format 2: ``keys`` is ``[[key, [[create, mod, sub, version, value, lease], ...]]``."""
+    _, rev, compact_rev, next_lease, keys, leases = obj
+    rev = int(rev)
+    lease_map = _parse_leases(leases)
+    index: dict[bytes, _History] = {}
+    key_list: list[bytes] = []
+    for k, rows in keys:
+        h = _History()
+        for c, m, sub, v, val, lease in rows:
+            h.append(KeyValue(k, int(c), m, int(v), val, int(lease)), sub)
+        _check_history(k, h, rev, key_list, lease_map)
+        key_list.append(k)
+        index[k] = h
+    return rev, int(compact_rev), int(next_lease), key_list, index, lease_map

@@ -11,9 +11,11 @@ import pytest
 
 from raftnode.cowsnapshot import ForkedSerialization, SnapshotChildError, fork_serialize
 from raftnode.mvcc.messages import PutRequest
+from raftnode.snapparts import SnapParts
 from raftnode.statemachine import StateMachine
 from tests.node.test_driver_inproc import leader_of, running
 from wal.backends import open_backend
+from wal.snap import Snapshot as WalSnapshot
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
@@ -87,13 +89,13 @@ async def test_cancel_kills_the_child_and_reaps_it() -> None:
 
 
 async def test_a_slow_snapshot_does_not_stall_commits(tmp_path, monkeypatch) -> None:
-    original = StateMachine.snapshot
+    original = StateMachine.snapshot_parts
 
-    def slow(self: StateMachine) -> bytes:
+    def slow(self: StateMachine, *, incremental: bool = False) -> SnapParts:
         time.sleep(1.0)  # runs in the forked child only
-        return original(self)
+        return original(self, incremental=incremental)
 
-    monkeypatch.setattr(StateMachine, "snapshot", slow)
+    monkeypatch.setattr(StateMachine, "snapshot_parts", slow)
     async with running(tmp_path, snapshot_count=20) as (_net, drivers):
         leader = await leader_of(drivers)
         for i in range(25):
@@ -133,3 +135,74 @@ async def test_the_child_writes_the_snap_file_and_a_reload_starts_from_it(tmp_pa
         assert snaps, f"m{i}: no .snap file"
         state = open_backend("file", tmp_path / f"m{i}").load()
         assert state.snapshot is not None and state.snapshot.index == d.snapshot_index
+
+
+async def test_later_snapshots_are_incremental_and_a_restart_restores_them(tmp_path) -> None:
+    """After the first snapshot each child packs only the writes since the last one (a new
+    chunk; the rest is the last snapshot's bytes); a member restarted from that file, and
+    a member restored from its peers', hold the same state as the one that wrote it."""
+    async with running(tmp_path, snapshot_count=20, backend="file") as (_net, drivers):
+        leader = await leader_of(drivers)
+        for i in range(95):
+            await leader.propose(PutRequest(b"k%d" % (i % 6), b"v%d" % i))
+        for _ in range(300):
+            if all(d.snapshot_index >= 80 for d in drivers):
+                break
+            await asyncio.sleep(0.02)
+        target = max(d.applied for d in drivers)
+        for d in drivers:
+            await d.wait_applied(target)
+            base = d.sm.store._base
+            assert base is not None and base.chunks >= 3, (d.snapshot_index, base)
+        hashes = {d.sm.store.hash() for d in drivers}
+        assert len(hashes) == 1
+    for d in drivers:
+        d.storage.close()
+    async with running(tmp_path, snapshot_count=20, backend="file") as (_net, again):
+        for d in again:
+            assert d.snapshot_index >= 80  # started from the chunked snapshot file
+            await d.wait_applied(target)
+        assert {d.sm.store.hash() for d in again} == hashes
+
+
+async def test_bytes_the_parent_holds_are_not_sent_back_but_spliced_in() -> None:
+    blob = os.urandom(3 << 20)
+    view = memoryview(blob)[7:]
+    job = fork_serialize(lambda: SnapParts([b"head", view, b"tail"], (1, 2), 4, reused=1),
+                         reused=view)
+    data = await job.result()
+    assert data == b"head" + blob[7:] + b"tail"
+    assert job.region == (4, 4 + len(view)) and job.chunks == 4
+
+
+async def test_a_child_reusing_bytes_the_parent_does_not_hold_fails_the_snapshot() -> None:
+    view = memoryview(b"x" * 1000)
+    job = fork_serialize(lambda: SnapParts([b"head", view], (1, 2), 1, reused=1), reused=view)
+    job.reused = memoryview(b"y" * 999)  # (as if the parent had replaced its copy)
+    with pytest.raises(SnapshotChildError, match="reused 1000 bytes"):
+        await job.result()
+
+
+async def test_a_snapshot_overtaken_by_a_newer_saved_one_is_dropped_not_fatal(tmp_path) -> None:
+    """Seen in a conformance run: a restarted member's own snapshot (index 40) was still
+    being written when the leader's (120) arrived and was saved; saving ours after it made
+    the storage refuse an older snapshot, which stopped the member. The save now runs on
+    the disk thread behind the leader's and drops ours."""
+    async with running(tmp_path, snapshot_count=20, backend="file") as (_net, drivers):
+        leader = await leader_of(drivers)
+        for i in range(25):
+            await leader.propose(PutRequest(b"k%d" % i, b"v"))
+        for _ in range(200):
+            if leader.snapshot_index >= 20:
+                break
+            await asyncio.sleep(0.02)
+        assert leader.snapshot_index >= 20
+        loop = asyncio.get_running_loop()
+        stale = WalSnapshot(10, leader.term, b"older state")
+        assert not await loop.run_in_executor(leader._disk, leader._save_own_snapshot, stale,
+                                              False)
+        assert leader._fatal is None
+        await leader.propose(PutRequest(b"after", b"v"))  # still serving
+    for d in drivers:
+        d.storage.close()
+    assert open_backend("file", tmp_path / "m0").load().snapshot.index >= 20

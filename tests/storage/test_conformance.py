@@ -428,7 +428,8 @@ def test_snapshot_data_written_beside_the_worker(make: Factory, tmp_path: Path) 
     with pytest.raises(WALError, match="said written"):  # nothing written yet: refused
         s.save_snapshot(snap, data_written=True)
     done: list[BaseException | None] = []
-    t = threading.Thread(target=lambda: (write(snap), done.append(None)))
+    t = threading.Thread(target=lambda: (write(snap.record, [b"state" * 4_000, b"state" * 6_000]),
+                                         done.append(None)))
     t.start()
     s.save(HardState(1, 1, 45), ents(41, 45))  # the log goes on meanwhile
     t.join()

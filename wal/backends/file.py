@@ -13,7 +13,7 @@ beyond ``max_wals``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -27,6 +27,7 @@ from wal.errors import (
 )
 from wal.fileutil import LockedFile, fsync_dir
 from wal.hooks import HOOKS, Hooks
+from wal.pagewriter import Chunk
 from wal.purge import purge
 from wal.records import Entry, HardState, SnapshotRecord
 from wal.repair import repair
@@ -38,6 +39,7 @@ from wal.storage import (
     LoadedState,
     LogBounds,
     Phase,
+    SnapshotDataWriter,
     after_append,
     after_snapshot,
     check_append,
@@ -230,13 +232,13 @@ class FileStorage:
             self._fatal(exc, "save")
         after_append(self._bounds, hard_state, entries)
 
-    def snapshot_data_writer(self) -> Callable[[Snapshot], None]:
+    def snapshot_data_writer(self) -> SnapshotDataWriter:
         """Writes the ``.snap`` file (temp, fsync, rename, directory fsync) and nothing
         else: a new file sorts newest, so a concurrent purge never picks it."""
         snapper = Snapshotter(self.snapshotter.dir, unsafe_no_fsync=self.unsafe_no_fsync)
 
-        def write(snapshot: Snapshot) -> None:
-            snapper.save(snapshot, purge=False)
+        def write(record: SnapshotRecord, data: Sequence[Chunk]) -> None:
+            snapper.save_parts(record, data, purge=False)
         return write
 
     def save_snapshot(self, snapshot: Snapshot, *, data_written: bool = False) -> None:

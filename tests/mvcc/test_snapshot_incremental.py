@@ -1,0 +1,205 @@
+"""Incremental MVCC snapshots (format 3): a snapshot reuses the last one's packed versions
+and packs only what was written since; restoring any chain of them gives the same state as
+the store that made it, and anything that voids the reused bytes makes a full snapshot."""
+
+from __future__ import annotations
+
+import random
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from raftnode.mvcc.errors import SnapshotError
+from raftnode.mvcc.messages import (
+    CompactionRequest,
+    Compare,
+    CompareResult,
+    CompareTarget,
+    DeleteRangeRequest,
+    LeaseGrantRequest,
+    LeaseRevokeRequest,
+    PutRequest,
+    TxnRequest,
+)
+from raftnode.mvcc.store import SNAPSHOT_FORMAT, MVCCStore, SnapshotToken
+from raftnode.snapparts import SnapParts
+
+
+def _fork(s: MVCCStore) -> tuple[SnapParts, SnapshotToken]:
+    """What the driver does: the child packs (here: before the token, as after a fork),
+    the parent takes the token at the same instant."""
+    parts = s.snapshot_parts(incremental=True)
+    return parts, s.snapshot_forked()
+
+
+def _saved(s: MVCCStore, parts: SnapParts, token: SnapshotToken) -> bytes:
+    data = parts.join()
+    a, b = parts.region_offsets()
+    s.snapshot_saved(token, memoryview(data)[a:b], parts.chunks)
+    return data
+
+
+def _restored(data: bytes) -> MVCCStore:
+    r = MVCCStore()
+    r.restore(data)
+    return r
+
+
+def _writes(s: MVCCStore, rng: random.Random, n: int) -> None:
+    for _ in range(n):
+        k = b"k%02d" % rng.randrange(20)
+        op = rng.random()
+        if op < 0.7:
+            s.apply(PutRequest(k, rng.randbytes(rng.randrange(0, 40)),
+                               lease=7 if s.lease(7) is not None and op < 0.1 else 0))
+        elif op < 0.85:
+            s.apply(DeleteRangeRequest(k, k + b"\xff"))
+        else:  # two changes of one key in one revision: sub-revisions 0 and 1
+            s.apply(TxnRequest((Compare(k, CompareTarget.VERSION, CompareResult.GREATER, -1),),
+                               (PutRequest(k, b"a"), DeleteRangeRequest(k))))
+
+
+def test_each_snapshot_packs_only_what_was_written_since_and_restores_exactly() -> None:
+    rng = random.Random(4)
+    s = MVCCStore()
+    s.apply(LeaseGrantRequest(60, 7))
+    for round_ in range(6):
+        _writes(s, rng, 150)
+        parts, token = _fork(s)
+        assert parts.chunks == round_ + 1  # the first packs all; each next adds one chunk
+        new_chunk = parts.parts[parts.region[1] - 1]
+        if round_ >= 3:  # the history is 4+ rounds long; the new chunk holds one round
+            assert len(new_chunk) < 0.5 * len(s.snapshot()), (round_, len(new_chunk))
+        data = _saved(s, parts, token)
+        r = _restored(data)
+        assert r.snapshot() == s.snapshot() and r.hash_kv() == s.hash_kv()
+        assert r.revision == s.revision and r.lease(7) == s.lease(7)
+
+
+def test_a_snapshot_with_nothing_new_reuses_the_base_alone() -> None:
+    s = MVCCStore()
+    s.apply(PutRequest(b"a", b"1"))
+    parts, token = _fork(s)
+    _saved(s, parts, token)
+    parts2, _ = _fork(s)
+    assert parts2.chunks == 1 and parts2.join() == s.snapshot()
+
+
+@pytest.mark.parametrize("void", ["compaction", "unsaved", "restore", "stale token"])
+def test_what_voids_the_base_makes_a_full_snapshot(void: str) -> None:
+    s = MVCCStore()
+    for i in range(30):
+        s.apply(PutRequest(b"k%d" % (i % 4), b"v%d" % i))
+    parts, token = _fork(s)
+    data = _saved(s, parts, token)
+    s.apply(PutRequest(b"k1", b"later"))
+    if void == "compaction":  # the reused bytes hold versions a compaction dropped
+        s.apply(CompactionRequest(20))
+    elif void == "unsaved":  # a child that failed: the keys it took are not in any base
+        _fork(s)
+        s.apply(PutRequest(b"k2", b"after the failed one"))
+    elif void == "restore":
+        s.restore(data)
+    else:  # the child forked, then a leader's snapshot replaced the store, then it saved
+        p2, t2 = _fork(s)
+        s.restore(data)
+        _saved(s, p2, t2)
+    full = s.snapshot_parts(incremental=True)
+    assert full.chunks == 1
+    assert full.join() == s.snapshot() and _restored(full.join()).snapshot() == s.snapshot()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.booleans(), st.booleans()), min_size=1,
+                max_size=8), st.integers(0, 2**16))
+def test_any_chain_of_snapshots_restores_to_the_store(
+        rounds: list[tuple[int, bool, bool]], seed: int) -> None:
+    """Random writes, compactions, failed children and restores between snapshots: every
+    snapshot restores to exactly the store's state at that point."""
+    rng = random.Random(seed)
+    s = MVCCStore()
+    s.apply(LeaseGrantRequest(60, 7))
+    last = b""
+    for n, compact, fail in rounds:
+        _writes(s, rng, n)
+        if compact and s.revision > 2:
+            s.apply(CompactionRequest(rng.randrange(max(1, s.compact_revision + 1),
+                                                    s.revision + 1)))
+        if rng.random() < 0.1 and s.lease(7) is not None:
+            s.apply(LeaseRevokeRequest(7))
+        parts, token = _fork(s)
+        if fail:
+            continue
+        last = _saved(s, parts, token)
+        r = _restored(last)
+        assert r.snapshot() == s.snapshot()
+        # and a member restored from it goes on making incremental snapshots of its own
+        _writes(r, random.Random(seed), 5)
+        _writes(s, random.Random(seed), 5)
+        assert r.snapshot() == s.snapshot()
+
+
+def test_the_canonical_snapshot_is_one_chunk_and_msgpack_of_the_whole() -> None:
+    s = MVCCStore()
+    s.apply(PutRequest(b"a", b"1"))
+    s.apply(PutRequest(b"a", b"2"))
+    s.apply(DeleteRangeRequest(b"a"))
+    s.apply(PutRequest(b"b", b"3", lease=0))
+    obj = msgpack.unpackb(s.snapshot())
+    assert obj == [SNAPSHOT_FORMAT, 5, -1, 1, [],  # (etcd's first revision is 1)
+                   [[[b"a", b"b"], [3, 1], [2, 3, 4, 5], [0, 0, 0, 0], [2, 2, 0, 5],
+                     [1, 2, 0, 1], [b"1", b"2", b"", b"3"], [0, 0, 0, 0]]]]
+
+
+def _format2(s: MVCCStore) -> bytes:
+    """A snapshot as members before format 3 wrote it (one list per version)."""
+    obj = msgpack.unpackb(s.snapshot())
+    _, rev, compact, nxt, leases, chunks = obj
+    keys, counts, revs, subs, creates, versions, values, vleases = chunks[0]
+    rows, pos = [], 0
+    for k, c in zip(keys, counts):
+        rows.append([k, [[creates[i], revs[i], subs[i], versions[i], values[i], vleases[i]]
+                         for i in range(pos, pos + c)]])
+        pos += c
+    return msgpack.packb(["raftnode-mvcc/2", rev, compact, nxt, rows, leases])
+
+
+def test_a_format_2_snapshot_still_restores() -> None:
+    s = MVCCStore()
+    s.apply(LeaseGrantRequest(60, 5))
+    _writes(s, random.Random(1), 80)
+    s.apply(PutRequest(b"leased", b"x", lease=5))
+    r = _restored(_format2(s))
+    assert r.snapshot() == s.snapshot() and r.lease(5) == s.lease(5)
+
+
+def _chunked(chunks: list[list[object]], rev: int = 10) -> bytes:
+    return msgpack.packb([SNAPSHOT_FORMAT, rev, -1, 1, [], chunks])
+
+
+def _chunk(keys: list[bytes], counts: list[int], revs: list[int],
+           subs: list[int] | None = None) -> list[object]:
+    n = len(revs)
+    return [keys, counts, revs, subs if subs is not None else [0] * n, revs, [1] * n,
+            [b"v"] * n, [0] * n]
+
+
+@pytest.mark.parametrize("chunks", [
+    [_chunk([b"a"], [2], [1])],  # counts disagree with the columns
+    [_chunk([b"a"], [0], [])],  # a key with no versions
+    [_chunk([b"a"], [2], [2, 1])],  # versions out of order
+    [_chunk([b"a"], [1], [3]), _chunk([b"a"], [1], [2])],  # ... across chunks
+    [_chunk([b"a"], [1], [3]), _chunk([b"a"], [1], [3])],  # the same version twice
+    [_chunk([b"a"], [1], [11])],  # a version above the store's revision
+    [_chunk(["a"], [1], [1])],  # type: ignore[list-item]  # a key that is not bytes
+    [_chunk([b"a"], [1], [1])[:5]],  # a chunk missing columns
+])
+def test_malformed_chunks_are_refused_and_change_nothing(chunks: list[list[object]]) -> None:
+    s = MVCCStore()
+    s.apply(PutRequest(b"keep", b"me"))
+    before = s.snapshot()
+    with pytest.raises(SnapshotError):
+        s.restore(_chunked(chunks))
+    assert s.snapshot() == before
