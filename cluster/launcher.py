@@ -80,14 +80,20 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc (not Linux): trust kill(0)
-    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-        return False  # a zombie is dead; its parent has not reaped it yet
-    return b"raftnode" in cmdline
+    for _ in range(20):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return True  # no /proc (not Linux): trust kill(0)
+        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+            return False  # a zombie is dead; its parent has not reaped it yet
+        if cmdline:
+            return b"raftnode" in cmdline
+        # empty: the process is inside execve (`ip netns exec` exec'ing raftnode reads so
+        # for a moment, which made a just-started netns member look dead), or a kernel thread
+        time.sleep(0.005)
+    return False
 
 
 T = TypeVar("T")

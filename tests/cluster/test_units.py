@@ -4,6 +4,8 @@ and the cluster file (real files in tmp_path)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from cluster.errors import (
     error_from_body,
     write_outcome_unknown,
 )
+from cluster.launcher import pid_alive
 from cluster.transport import parse_endpoints
 from cluster.txnparse import TxnSyntaxError, parse_txn
 
@@ -195,3 +198,25 @@ def test_clusterfile_missing_or_not_json(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(clusterfile.ClusterFileError, match="not JSON"):
         clusterfile.load(tmp_path / "bad.json")
+
+
+def test_pid_alive_waits_out_an_exec_in_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    """/proc/PID/cmdline reads empty while a process is inside execve: `ip netns exec`
+    exec'ing raftnode looked dead for that moment (the netns test failed 3 times in 12)."""
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "raftnode"])
+    real = Path.read_bytes
+    empty_reads = []
+
+    def mid_exec(self: Path) -> bytes:
+        if self.name == "cmdline" and len(empty_reads) < 2:
+            empty_reads.append(self)
+            return b""
+        return real(self)
+
+    try:
+        monkeypatch.setattr(Path, "read_bytes", mid_exec)
+        assert pid_alive(p.pid) and len(empty_reads) == 2
+    finally:
+        p.kill()
+        p.wait()
+    assert not pid_alive(p.pid)
