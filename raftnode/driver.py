@@ -29,9 +29,10 @@ from typing import Any
 import msgpack
 
 from raftnode.cowsnapshot import ForkedSerialization, SnapshotChildError, fork_serialize
+from raftnode.deltasnapshot import DeltaSerialization
 from raftnode.mvcc.errors import EtcdError, GrpcCode
 from raftnode.mvcc.messages import Request, Response
-from raftnode.mvcc.store import SnapshotToken
+from raftnode.mvcc.store import SnapshotToken, StaleSnapshotError
 from raftnode.raft.errors import (
     InvariantViolation,
     ProposalDroppedError,
@@ -164,7 +165,7 @@ class Driver:
     _stalled_since: float | None = None
     _tick_owed: bool = False
     _epoch: tuple[int, int] = (NONE, 0)  # (leader, term) the pending proposals went to
-    _snap_job: ForkedSerialization | None = None  # a snapshot being packed by a child
+    _snap_job: ForkedSerialization | DeltaSerialization | None = None  # a snapshot being packed
     _snap_task: asyncio.Task[None] | None = None
     _snap_done: Snapshot | None = None  # saved; the ready loop compacts the log below it
     _snap_not_before: int = 0  # applied index before which no new snapshot is tried
@@ -543,8 +544,9 @@ class Driver:
         self._apply_waiters = keep
 
     def _start_snapshot(self, loop: asyncio.AbstractEventLoop) -> None:
-        """etcd's triggerSnapshot, off the loop: fork now (the state at ``applied``), let the
-        child pack it while this loop goes on; :meth:`_save_snapshot` takes it from there."""
+        """etcd's triggerSnapshot, off the loop: capture the state at ``applied`` and pack it
+        while this loop goes on, the whole store in a forked child, or only what was written
+        since the last snapshot here, in slices; :meth:`_save_snapshot` takes it from there."""
         index = self.applied
         term = self.rn.term_at(index)
         if term is None:
@@ -554,18 +556,27 @@ class Driver:
         # an fsync would otherwise sit on the disk thread, ahead of the next persist
         write = self.storage.snapshot_data_writer()
 
-        def pack() -> SnapParts:
-            # incremental: the versions since the last snapshot, the rest reused as bytes
-            return pack_snapshot_parts(conf, sm.snapshot_parts(incremental=True))
+        plan = sm.store.plan_delta()
+        job: ForkedSerialization | DeltaSerialization
+        if plan is not None:  # the versions since the last snapshot, packed here, no fork
+            tail = sm.snapshot_tail()
+            job = DeltaSerialization(plan, sm.store,
+                                     lambda sp: pack_snapshot_parts(conf, sm.wrap(sp, tail)))
+            token = plan.token
+        else:  # the whole store: in a forked child, a frozen image of this instant
 
-        job = fork_serialize(pack, reused=sm.store.snapshot_base())
-        token = sm.store.snapshot_forked()
+            def pack() -> SnapParts:
+                return pack_snapshot_parts(conf, sm.snapshot_parts(incremental=True))
+
+            job = fork_serialize(pack, reused=sm.store.snapshot_base())
+            token = sm.store.snapshot_forked()
         self._snap_job = job
         self._snap_task = loop.create_task(
             self._save_snapshot(loop, job, index, term, conf, token, write),
             name=f"raft-snapshot-{index}")
 
-    async def _save_snapshot(self, loop: asyncio.AbstractEventLoop, job: ForkedSerialization,
+    async def _save_snapshot(self, loop: asyncio.AbstractEventLoop,
+                             job: ForkedSerialization | DeltaSerialization,
                              index: int, term: int, conf: ConfState, token: SnapshotToken,
                              write: SnapshotDataWriter | None) -> None:
         try:
@@ -575,6 +586,9 @@ class Driver:
             except SnapshotChildError as e:  # not fatal: the log is intact; try again later
                 log.error("snapshot at index %d failed: %s", index, e)
                 self._snap_not_before = self.applied + self.snapshot_count
+                return
+            except StaleSnapshotError as e:  # a compaction or restore: the next one packs all
+                log.info("snapshot at index %d abandoned: %s", index, e)
                 return
             if index <= self.snapshot_index:  # the leader's newer snapshot was installed
                 return

@@ -158,12 +158,20 @@ class StateMachine:
     def snapshot_parts(self, *, incremental: bool = False) -> SnapParts:
         """``[format, store, members, removed, applied IDs]``, the store as its parts (see
         :meth:`MVCCStore.snapshot_parts`); the same bytes as ``msgpack.packb`` of the list."""
+        return self.wrap(self.store.snapshot_parts(incremental=incremental), self.snapshot_tail())
+
+    def snapshot_tail(self) -> tuple[bytes, ...]:
+        """What follows the store in a snapshot (members, removed IDs, the dedup window),
+        packed now: a snapshot packed later (MVCCStore.plan_delta) takes it at its instant."""
         members = [[m.id, m.name, list(m.peer_urls), list(m.client_urls), m.is_learner]
                    for m in sorted(self.members.values(), key=lambda m: m.id)]
         packb = msgpack.packb
-        return self.store.snapshot_parts(incremental=incremental).as_bin(
-            array_header(5) + packb(SNAPSHOT_FORMAT),
-            (packb(members), packb(sorted(self.removed)), packb(list(self.applied_ids.items()))))
+        return (packb(members), packb(sorted(self.removed)),
+                packb(list(self.applied_ids.items())))
+
+    @staticmethod
+    def wrap(store_parts: SnapParts, tail: tuple[bytes, ...]) -> SnapParts:
+        return store_parts.as_bin(array_header(5) + msgpack.packb(SNAPSHOT_FORMAT), tail)
 
     def restore(self, data: bytes) -> None:
         try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import zlib
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -120,6 +120,27 @@ class _SnapBase:
     compact_rev: int
     blob: memoryview
     chunks: int
+
+
+class StaleSnapshotError(SnapshotError):
+    """A compaction or a restore changed the history under a snapshot being packed."""
+
+
+@dataclass(slots=True)
+class DeltaPlan:
+    """An incremental snapshot being packed in the parent (:meth:`MVCCStore.plan_delta`):
+    the versions of ``keys`` in (base revision, token revision], collected column-wise."""
+
+    token: SnapshotToken
+    base: _SnapBase
+    keys: list[bytes]
+    head: bytes
+    pos: int = 0
+    ks: list[bytes] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+    revs: list[int] = field(default_factory=list)
+    subs: list[int] = field(default_factory=list)
+    kvs: list[KeyValue] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -602,12 +623,15 @@ class MVCCStore:
             n, reused = b.chunks + (1 if new else 0), 1
         else:
             chunks, n, reused = [self._pack_chunk(self._keys, after=0)], 1, -1
+        return SnapParts([self._head(n), *chunks], (1, 1 + len(chunks)), n, reused)
+
+    def _head(self, chunks: int) -> bytes:
+        """A snapshot's bytes before its chunks: format, revisions, leases, chunk count."""
         leases = [[lid, self._leases[lid].TTL] for lid in sorted(self._leases)]
         packb = msgpack.packb
-        head = (array_header(6) + packb(SNAPSHOT_FORMAT) + packb(self._rev)
+        return (array_header(6) + packb(SNAPSHOT_FORMAT) + packb(self._rev)
                 + packb(self._compact_rev) + packb(self._next_lease_id) + packb(leases)
-                + array_header(n))
-        return SnapParts([head, *chunks], (1, 1 + len(chunks)), n, reused)
+                + array_header(chunks))
 
     def snapshot_base(self) -> memoryview | None:
         """The packed versions an incremental snapshot would reuse (see :meth:`snapshot_parts`)."""
@@ -645,6 +669,59 @@ class MVCCStore:
              [kv.version for kv in kvs], [kv.value for kv in kvs], [kv.lease for kv in kvs]],
             use_bin_type=True)
         return out
+
+    def plan_delta(self) -> DeltaPlan | None:
+        """An incremental snapshot of this instant that this process packs itself, later, in
+        slices (:meth:`pack_delta`, :meth:`finish_delta`) while writes go on: no fork. None
+        when there is no valid base (then fork and pack with ``snapshot_parts``).
+
+        The history only grows between compactions, so the state at this revision stays
+        readable: the keys written since the base, their versions up to this revision. What
+        is not history (the leases, the next lease ID) is packed now. Like
+        :meth:`snapshot_forked`, this starts recording writes for the next snapshot.
+        """
+        b = self._base
+        if b is None or self._changed is None or b.compact_rev != self._compact_rev:
+            return None
+        keys = sorted(self._changed)
+        plan = DeltaPlan(SnapshotToken(self._epoch, self._rev, self._compact_rev), b, keys,
+                         self._head(b.chunks + (1 if keys else 0)))
+        self._changed = set()
+        self._base = None
+        return plan
+
+    def pack_delta(self, plan: DeltaPlan, n: int) -> bool:
+        """Collect the versions of the plan's next ``n`` keys; True once all are collected.
+        Raises StaleSnapshotError if a compaction or a restore changed the history since."""
+        t = plan.token
+        if t.epoch != self._epoch or t.compact_rev != self._compact_rev:
+            raise StaleSnapshotError(f"the store changed under the snapshot at revision {t.rev}")
+        index = self._index
+        lo, hi = plan.base.rev, t.rev
+        end = min(plan.pos + n, len(plan.keys))
+        for k in plan.keys[plan.pos:end]:
+            h = index[k]
+            i, j = bisect_right(h.revs, lo), bisect_right(h.revs, hi)
+            if i < j:
+                plan.ks.append(k)
+                plan.counts.append(j - i)
+                plan.revs += h.revs[i:j]
+                plan.subs += h.subs[i:j]
+                plan.kvs += h.kvs[i:j]
+        plan.pos = end
+        return end == len(plan.keys)
+
+    def finish_delta(self, plan: DeltaPlan) -> SnapParts:
+        """The snapshot of the plan's instant, as :meth:`snapshot_parts` would have packed it."""
+        kvs = plan.kvs
+        chunks: list[Chunk] = [plan.base.blob]
+        if plan.keys:
+            chunks.append(msgpack.packb(
+                [plan.ks, plan.counts, plan.revs, plan.subs, [kv.create_revision for kv in kvs],
+                 [kv.version for kv in kvs], [kv.value for kv in kvs], [kv.lease for kv in kvs]],
+                use_bin_type=True))
+        return SnapParts([plan.head, *chunks], (1, 1 + len(chunks)),
+                         plan.base.chunks + len(chunks) - 1, 1)
 
     def snapshot_forked(self) -> SnapshotToken:
         """Call in the parent right after forking a child that runs

@@ -23,7 +23,7 @@ from raftnode.mvcc.messages import (
     PutRequest,
     TxnRequest,
 )
-from raftnode.mvcc.store import SNAPSHOT_FORMAT, MVCCStore, SnapshotToken
+from raftnode.mvcc.store import SNAPSHOT_FORMAT, MVCCStore, SnapshotToken, StaleSnapshotError
 from raftnode.snapparts import SnapParts
 
 
@@ -124,7 +124,7 @@ def test_any_chain_of_snapshots_restores_to_the_store(
     last = b""
     for n, compact, fail in rounds:
         _writes(s, rng, n)
-        if compact and s.revision > 2:
+        if compact and s.compact_revision < s.revision:
             s.apply(CompactionRequest(rng.randrange(max(1, s.compact_revision + 1),
                                                     s.revision + 1)))
         if rng.random() < 0.1 and s.lease(7) is not None:
@@ -203,3 +203,60 @@ def test_malformed_chunks_are_refused_and_change_nothing(chunks: list[list[objec
     with pytest.raises(SnapshotError):
         s.restore(_chunked(chunks))
     assert s.snapshot() == before
+
+
+def _delta(s: MVCCStore, rng: random.Random, writes_between: int) -> tuple[bytes, SnapParts,
+                                                                         SnapshotToken, bytes]:
+    """plan_delta now, then pack it one key at a time with writes landing in between (as the
+    driver's slices let the loop apply more): returns the canonical snapshot of the plan's
+    instant, the packed parts, the token, and their bytes."""
+    plan = s.plan_delta()
+    assert plan is not None
+    expected = s.snapshot()
+    while not s.pack_delta(plan, 1):
+        _writes(s, rng, writes_between)
+    _writes(s, rng, writes_between)
+    parts = s.finish_delta(plan)
+    return expected, parts, plan.token, parts.join()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=6), st.integers(0, 3),
+       st.integers(0, 2**16))
+def test_a_delta_packed_while_writes_go_on_is_the_state_of_its_instant(
+        rounds: list[int], between: int, seed: int) -> None:
+    rng = random.Random(seed)
+    s = MVCCStore()
+    s.apply(LeaseGrantRequest(60, 7))
+    _writes(s, rng, 30)
+    parts, token = _fork(s)  # the first snapshot: the whole store (a fork, in the driver)
+    _saved(s, parts, token)
+    for n in rounds:
+        _writes(s, rng, n)
+        expected, parts, token, data = _delta(s, rng, between)
+        assert _restored(data).snapshot() == expected
+        a, b = parts.region_offsets()
+        s.snapshot_saved(token, memoryview(data)[a:b], parts.chunks)
+    # and the chain goes on: a full canonical snapshot of now restores from the last delta
+    # plus what was written since, packed the same way
+    expected, parts, _, data = _delta(s, rng, 0)
+    assert _restored(data).snapshot() == expected == s.snapshot()
+
+
+@pytest.mark.parametrize("change", ["compaction", "restore"])
+def test_a_delta_whose_history_changed_underneath_is_abandoned(change: str) -> None:
+    s = MVCCStore()
+    for i in range(20):
+        s.apply(PutRequest(b"k%d" % (i % 3), b"v%d" % i))
+    parts, token = _fork(s)
+    data = _saved(s, parts, token)
+    s.apply(PutRequest(b"k1", b"new"))
+    plan = s.plan_delta()
+    assert plan is not None and s.plan_delta() is None  # one at a time: the base is taken
+    if change == "compaction":
+        s.apply(CompactionRequest(s.revision))
+    else:
+        s.restore(data)
+    with pytest.raises(StaleSnapshotError):
+        s.pack_delta(plan, 10)
+    assert s.snapshot_parts(incremental=True).chunks == 1  # the next one packs everything
