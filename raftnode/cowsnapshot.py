@@ -4,9 +4,9 @@ Packing the whole MVCC store (history included) takes hundreds of milliseconds o
 holds ~100k revisions, and on the event loop that stops heartbeats and commits for as long
 (docs/bench.md). ``fork()`` freezes the state at one instant for the price of copying page
 tables (~15 ms for a 170 MB member); the child packs it and streams the bytes back through
-a pipe while the parent's loop goes on applying. Redis's BGSAVE works the same way. Bytes
-the parent already holds (the last snapshot's packed versions, reused by an incremental
-snapshot) are not sent back: the parent splices its own copy in.
+a pipe while the parent's loop goes on applying. Redis's BGSAVE works the same way. Only
+full snapshots fork; incremental ones are packed by the member itself
+(``raftnode/deltasnapshot.py``).
 
 The child runs nothing but the packing function: it drops every inherited descriptor but
 the pipe (so it never holds a WAL lock or a socket of the parent's), disables the cyclic
@@ -31,9 +31,8 @@ from raftnode.snapparts import SnapParts
 from wal.pagewriter import writev_all
 
 # the child's header: data length, the byte range of the store's packed versions in it
-# (SnapParts.region_offsets), how many chunks they are, and where the bytes it reused from
-# the parent go (offset, length: the child does not send them back)
-_HEAD = struct.Struct("<QQQQQQ")
+# (SnapParts.region_offsets), and how many chunks they are
+_HEAD = struct.Struct("<QQQQ")
 CAN_FORK = hasattr(os, "fork")
 
 
@@ -55,7 +54,6 @@ class ForkedSerialization:
     pidfd: int = -1
     region: tuple[int, int] = (0, 0)  # set by result(): see SnapParts
     chunks: int = 0
-    reused: memoryview | None = None  # the parent's copy of what the child may reuse
 
     async def result(self) -> bytes:
         if self.inline is not None:
@@ -96,30 +94,18 @@ class ForkedSerialization:
             _, status = os.waitpid(self.pid, 0)
         data = b"".join(chunks)
         code = os.waitstatus_to_exitcode(status)
-        total = at = n_reused = 0
+        total = 0
         if len(head) == _HEAD.size:
-            total, a, b, self.chunks, at, n_reused = _HEAD.unpack(head)
+            total, a, b, self.chunks = _HEAD.unpack(head)
             self.region = (a, b)
-        reused = self.reused
-        if n_reused:  # splice our own copy of the reused bytes back in
-            if reused is None or len(reused) != n_reused or at > len(data):
-                raise SnapshotChildError(f"snapshot child {self.pid} reused {n_reused} bytes "
-                                         f"the parent does not hold")
-            data = b"".join((memoryview(data)[:at], reused, memoryview(data)[at:]))
         if code != 0 or len(head) < _HEAD.size or total != len(data):
             raise SnapshotChildError(f"snapshot child {self.pid} exited with {code} after "
                                      f"{len(head) + len(data)} bytes")
         return data
 
 
-def fork_serialize(pack: Callable[[], SnapParts | bytes],
-                   reused: memoryview | None = None) -> ForkedSerialization:
-    """Start ``pack()`` in a fork of this process, at this instant's state.
-
-    ``reused``: bytes ``pack`` may return as one of its parts unchanged (the last snapshot's
-    packed versions). The child then leaves them out of what it sends back, and exits as
-    soon as it has packed the rest: while it lives, every page the parent writes is copied.
-    """
+def fork_serialize(pack: Callable[[], SnapParts | bytes]) -> ForkedSerialization:
+    """Start ``pack()`` in a fork of this process, at this instant's state."""
     if not CAN_FORK:
         return ForkedSerialization(0, -1, _parts(pack()))
     r, w = os.pipe()
@@ -141,13 +127,7 @@ def fork_serialize(pack: Callable[[], SnapParts | bytes],
             with contextlib.suppress(OSError):
                 os.nice(10)
             sp = _parts(pack())
-            parts, at, n_reused = sp.parts, 0, 0
-            if sp.reused >= 0 and sp.parts[sp.reused] is reused:
-                at = sum(map(len, parts[:sp.reused]))
-                n_reused = len(parts[sp.reused])
-                parts = parts[:sp.reused] + parts[sp.reused + 1:]
-            writev_all(w, [_HEAD.pack(sp.size(), *sp.region_offsets(), sp.chunks, at, n_reused),
-                           *parts])
+            writev_all(w, [_HEAD.pack(sp.size(), *sp.region_offsets(), sp.chunks), *sp.parts])
             code = 0
         except BaseException as e:  # say why on the member's stderr (its log), then exit 1
             with contextlib.suppress(BaseException):
@@ -159,7 +139,7 @@ def fork_serialize(pack: Callable[[], SnapParts | bytes],
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):  # no pidfd (old kernel, not Linux): cancel can't kill
         pidfd = -1
-    return ForkedSerialization(pid, r, None, pidfd, reused=reused)
+    return ForkedSerialization(pid, r, None, pidfd)
 
 
 def _parts(out: SnapParts | bytes) -> SnapParts:

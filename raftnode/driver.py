@@ -566,9 +566,9 @@ class Driver:
         else:  # the whole store: in a forked child, a frozen image of this instant
 
             def pack() -> SnapParts:
-                return pack_snapshot_parts(conf, sm.snapshot_parts(incremental=True))
+                return pack_snapshot_parts(conf, sm.snapshot_parts())
 
-            job = fork_serialize(pack, reused=sm.store.snapshot_base())
+            job = fork_serialize(pack)
             token = sm.store.snapshot_forked()
         self._snap_job = job
         self._snap_task = loop.create_task(

@@ -37,7 +37,6 @@ class SnapParts:
     parts: list[Chunk]
     region: tuple[int, int] = (0, 0)
     chunks: int = 0
-    reused: int = -1  # parts[reused] is the last snapshot's packed versions, reused as is
 
     def size(self) -> int:
         return sum(map(len, self.parts))
@@ -49,7 +48,7 @@ class SnapParts:
         """These parts as one msgpack bin item: ``head``, the bin header, the parts, ``tail``."""
         i, j = self.region
         return SnapParts([head + bin_header(self.size()), *self.parts, *tail],
-                         (i + 1, j + 1), self.chunks, self.reused + 1 if self.reused >= 0 else -1)
+                         (i + 1, j + 1), self.chunks)
 
     def region_offsets(self) -> tuple[int, int]:
         """Byte offsets of the region in the joined bytes."""

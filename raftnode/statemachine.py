@@ -155,10 +155,10 @@ class StateMachine:
     def snapshot(self) -> bytes:
         return self.snapshot_parts().join()
 
-    def snapshot_parts(self, *, incremental: bool = False) -> SnapParts:
+    def snapshot_parts(self) -> SnapParts:
         """``[format, store, members, removed, applied IDs]``, the store as its parts (see
         :meth:`MVCCStore.snapshot_parts`); the same bytes as ``msgpack.packb`` of the list."""
-        return self.wrap(self.store.snapshot_parts(incremental=incremental), self.snapshot_tail())
+        return self.wrap(self.store.snapshot_parts(), self.snapshot_tail())
 
     def snapshot_tail(self) -> tuple[bytes, ...]:
         """What follows the store in a snapshot (members, removed IDs, the dedup window),

@@ -199,8 +199,8 @@ class MVCCStore:
         self._size = 0  # approximate bytes of retained history, see approx_size()
         self._changes = 0
         self._events: list[Event] | None = None
-        # incremental snapshots (snapshot_parts): the last one's packed versions, the keys
-        # written since it was forked, and a count of restores (which void both)
+        # incremental snapshots (plan_delta): the last one's packed versions, the keys
+        # written since it was taken, and a count of restores (which void both)
         self._base: _SnapBase | None = None
         self._changed: set[bytes] | None = None
         self._epoch = 0
@@ -603,27 +603,11 @@ class MVCCStore:
         """The whole state as msgpack, canonical (one chunk): equal states give equal bytes."""
         return self.snapshot_parts().join()
 
-    def snapshot_parts(self, *, incremental: bool = False) -> SnapParts:
+    def snapshot_parts(self) -> SnapParts:
         """The whole state as parts: ``[format, rev, compact_rev, next_lease, leases,
-        chunks]``, each chunk holding versions column-wise (:meth:`_pack_chunk`).
-
-        ``incremental``: reuse the bytes of the last snapshot this store was told about
-        (:meth:`snapshot_saved`) and pack only the versions written since, as one more
-        chunk. Between compactions the history only grows, so those bytes stay valid and a
-        snapshot costs the changes, not the store (with 10,000 puts per snapshot and a
-        history of 100k revisions that is 10x less packing; the packing runs in a forked
-        child, and everything it touches is a page copied). After a compaction, a restore,
-        or a snapshot that did not complete, the whole store is packed again.
-        """
-        b = self._base
-        if (incremental and b is not None and self._changed is not None
-                and b.compact_rev == self._compact_rev):
-            new = self._pack_chunk(sorted(self._changed), after=b.rev)
-            chunks: list[Chunk] = [b.blob, new] if new else [b.blob]
-            n, reused = b.chunks + (1 if new else 0), 1
-        else:
-            chunks, n, reused = [self._pack_chunk(self._keys, after=0)], 1, -1
-        return SnapParts([self._head(n), *chunks], (1, 1 + len(chunks)), n, reused)
+        chunks]``, each chunk holding versions column-wise (:meth:`_pack_chunk`); here one
+        chunk of everything. Later snapshots add a chunk each (:meth:`plan_delta`)."""
+        return SnapParts([self._head(1), self._pack_chunk(self._keys, after=0)], (1, 2), 1)
 
     def _head(self, chunks: int) -> bytes:
         """A snapshot's bytes before its chunks: format, revisions, leases, chunk count."""
@@ -633,9 +617,6 @@ class MVCCStore:
                 + packb(self._compact_rev) + packb(self._next_lease_id) + packb(leases)
                 + array_header(chunks))
 
-    def snapshot_base(self) -> memoryview | None:
-        """The packed versions an incremental snapshot would reuse (see :meth:`snapshot_parts`)."""
-        return self._base.blob if self._base is not None else None
 
     def _pack_chunk(self, keys: list[bytes], after: int) -> bytes:
         """``[keys, counts, revs, subs, creates, versions, values, leases]``: the versions
@@ -721,12 +702,12 @@ class MVCCStore:
                  [kv.version for kv in kvs], [kv.value for kv in kvs], [kv.lease for kv in kvs]],
                 use_bin_type=True))
         return SnapParts([plan.head, *chunks], (1, 1 + len(chunks)),
-                         plan.base.chunks + len(chunks) - 1, 1)
+                         plan.base.chunks + len(chunks) - 1)
 
     def snapshot_forked(self) -> SnapshotToken:
-        """Call in the parent right after forking a child that runs
-        ``snapshot_parts(incremental=True)``: from here on the keys written are recorded,
-        for the snapshot after that child's, which :meth:`snapshot_saved` makes the base."""
+        """Call in the parent right after forking a child that runs :meth:`snapshot_parts`:
+        from here on the keys written are recorded, for the snapshot after that child's,
+        which :meth:`snapshot_saved` makes the base of the next (:meth:`plan_delta`)."""
         self._changed = set()
         self._base = None  # valid for the child only: if it fails, the next one packs all
         return SnapshotToken(self._epoch, self._rev, self._compact_rev)

@@ -28,9 +28,15 @@ from raftnode.snapparts import SnapParts
 
 
 def _fork(s: MVCCStore) -> tuple[SnapParts, SnapshotToken]:
-    """What the driver does: the child packs (here: before the token, as after a fork),
-    the parent takes the token at the same instant."""
-    parts = s.snapshot_parts(incremental=True)
+    """What the driver does: an incremental snapshot packed in place when there is a base
+    (here all at once; the driver in slices), else the whole store in a forked child (here:
+    packed before the token, as after a fork, the token taken at the same instant)."""
+    plan = s.plan_delta()
+    if plan is not None:
+        while not s.pack_delta(plan, 1000):
+            pass
+        return s.finish_delta(plan), plan.token
+    parts = s.snapshot_parts()
     return parts, s.snapshot_forked()
 
 
@@ -106,7 +112,8 @@ def test_what_voids_the_base_makes_a_full_snapshot(void: str) -> None:
         p2, t2 = _fork(s)
         s.restore(data)
         _saved(s, p2, t2)
-    full = s.snapshot_parts(incremental=True)
+    assert s.plan_delta() is None  # no base: the next snapshot is the whole store
+    full, _ = _fork(s)
     assert full.chunks == 1
     assert full.join() == s.snapshot() and _restored(full.join()).snapshot() == s.snapshot()
 
@@ -259,4 +266,4 @@ def test_a_delta_whose_history_changed_underneath_is_abandoned(change: str) -> N
         s.restore(data)
     with pytest.raises(StaleSnapshotError):
         s.pack_delta(plan, 10)
-    assert s.snapshot_parts(incremental=True).chunks == 1  # the next one packs everything
+    assert s.plan_delta() is None  # the next one packs everything

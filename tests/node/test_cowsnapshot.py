@@ -91,9 +91,9 @@ async def test_cancel_kills_the_child_and_reaps_it() -> None:
 async def test_a_slow_snapshot_does_not_stall_commits(tmp_path, monkeypatch) -> None:
     original = StateMachine.snapshot_parts
 
-    def slow(self: StateMachine, *, incremental: bool = False) -> SnapParts:
+    def slow(self: StateMachine) -> SnapParts:
         time.sleep(1.0)  # runs in the forked child only
-        return original(self, incremental=incremental)
+        return original(self)
 
     monkeypatch.setattr(StateMachine, "snapshot_parts", slow)
     async with running(tmp_path, snapshot_count=20) as (_net, drivers):
@@ -165,22 +165,11 @@ async def test_later_snapshots_are_incremental_and_a_restart_restores_them(tmp_p
         assert {d.sm.store.hash() for d in again} == hashes
 
 
-async def test_bytes_the_parent_holds_are_not_sent_back_but_spliced_in() -> None:
+async def test_the_child_reports_where_the_stores_chunks_are() -> None:
     blob = os.urandom(3 << 20)
-    view = memoryview(blob)[7:]
-    job = fork_serialize(lambda: SnapParts([b"head", view, b"tail"], (1, 2), 4, reused=1),
-                         reused=view)
-    data = await job.result()
-    assert data == b"head" + blob[7:] + b"tail"
-    assert job.region == (4, 4 + len(view)) and job.chunks == 4
-
-
-async def test_a_child_reusing_bytes_the_parent_does_not_hold_fails_the_snapshot() -> None:
-    view = memoryview(b"x" * 1000)
-    job = fork_serialize(lambda: SnapParts([b"head", view], (1, 2), 1, reused=1), reused=view)
-    job.reused = memoryview(b"y" * 999)  # (as if the parent had replaced its copy)
-    with pytest.raises(SnapshotChildError, match="reused 1000 bytes"):
-        await job.result()
+    job = fork_serialize(lambda: SnapParts([b"head", blob, b"tail"], (1, 2), 4))
+    assert await job.result() == b"head" + blob + b"tail"
+    assert job.region == (4, 4 + len(blob)) and job.chunks == 4
 
 
 async def test_a_snapshot_overtaken_by_a_newer_saved_one_is_dropped_not_fatal(tmp_path) -> None:

@@ -168,6 +168,7 @@ async def test_resubmission_that_duplicates_a_committed_proposal_applies_once(tm
         leader = await leader_of(drivers)
         follower, other = (d for d in drivers if d is not leader)
         await follower.propose(PutRequest(b"warm", b"up"))
+        await leader.wait_applied(follower.applied)  # (the follower may apply it first)
         # the forward reaches the leader and commits (leader + other), but the follower
         # hears nothing from the leader, so its request is still pending when the
         # leadership moves: it re-submits, and the log ends up holding both copies

@@ -67,7 +67,7 @@ def test_every_layer_joins_to_what_packb_wrote() -> None:
 
 def test_the_region_is_the_stores_chunks_in_the_final_bytes() -> None:
     sm = _machine()
-    data = pack_snapshot_parts(ConfState((1,), ()), sm.snapshot_parts(incremental=True))
+    data = pack_snapshot_parts(ConfState((1,), ()), sm.snapshot_parts())
     a, b = data.region_offsets()
     joined = data.join()
     chunks = msgpack.unpackb(sm.store.snapshot())[5]
