@@ -605,9 +605,9 @@ class MVCCStore:
 
     def snapshot_parts(self) -> SnapParts:
         """The whole state as parts: ``[format, rev, compact_rev, next_lease, leases,
-        chunks]``, each chunk holding versions column-wise (:meth:`_pack_chunk`); here one
+        chunks]``, each chunk holding versions column-wise (:func:`_pack_columns`); here one
         chunk of everything. Later snapshots add a chunk each (:meth:`plan_delta`)."""
-        return SnapParts([self._head(1), self._pack_chunk(self._keys, after=0)], (1, 2), 1)
+        return SnapParts([self._head(1), self._pack_chunk()], (1, 2), 1)
 
     def _head(self, chunks: int) -> bytes:
         """A snapshot's bytes before its chunks: format, revisions, leases, chunk count."""
@@ -618,38 +618,12 @@ class MVCCStore:
                 + array_header(chunks))
 
 
-    def _pack_chunk(self, keys: list[bytes], after: int) -> bytes:
-        """``[keys, counts, revs, subs, creates, versions, values, leases]``: the versions
-        with a mod revision above ``after`` of ``keys`` (sorted), in key-then-revision
-        order, one flat list per field. msgpack packs a list of ints or bytes in C, so the
-        Python work is one comprehension per field, not a list per version. b"" if none."""
-        index = self._index
-        if after <= 0:
-            ks = keys
-            hs = [index[k] for k in keys]
-            revs_l, subs_l, kvs_l = ([h.revs for h in hs], [h.subs for h in hs],
-                                     [h.kvs for h in hs])
-        else:
-            ks, revs_l, subs_l, kvs_l = [], [], [], []
-            for k in keys:
-                h = index.get(k)
-                if h is None:
-                    continue
-                i = bisect_right(h.revs, after)
-                if i < len(h.revs):
-                    ks.append(k)
-                    revs_l.append(h.revs[i:])
-                    subs_l.append(h.subs[i:])
-                    kvs_l.append(h.kvs[i:])
-            if not ks:
-                return b""
-        kvs = [kv for hk in kvs_l for kv in hk]
-        out: bytes = msgpack.packb(
-            [ks, [len(r) for r in revs_l], [r for hr in revs_l for r in hr],
-             [sub for hs_ in subs_l for sub in hs_], [kv.create_revision for kv in kvs],
-             [kv.version for kv in kvs], [kv.value for kv in kvs], [kv.lease for kv in kvs]],
-            use_bin_type=True)
-        return out
+    def _pack_chunk(self) -> bytes:
+        """Every version of every key as one chunk (see :func:`_pack_columns`)."""
+        hs = [self._index[k] for k in self._keys]
+        return _pack_columns(self._keys, [len(h.revs) for h in hs],
+                             [r for h in hs for r in h.revs], [sub for h in hs for sub in h.subs],
+                             [kv for h in hs for kv in h.kvs])
 
     def plan_delta(self) -> DeltaPlan | None:
         """An incremental snapshot of this instant that this process packs itself, later, in
@@ -694,13 +668,9 @@ class MVCCStore:
 
     def finish_delta(self, plan: DeltaPlan) -> SnapParts:
         """The snapshot of the plan's instant, as :meth:`snapshot_parts` would have packed it."""
-        kvs = plan.kvs
         chunks: list[Chunk] = [plan.base.blob]
         if plan.keys:
-            chunks.append(msgpack.packb(
-                [plan.ks, plan.counts, plan.revs, plan.subs, [kv.create_revision for kv in kvs],
-                 [kv.version for kv in kvs], [kv.value for kv in kvs], [kv.lease for kv in kvs]],
-                use_bin_type=True))
+            chunks.append(_pack_columns(plan.ks, plan.counts, plan.revs, plan.subs, plan.kvs))
         return SnapParts([plan.head, *chunks], (1, 1 + len(chunks)),
                          plan.base.chunks + len(chunks) - 1)
 
@@ -745,6 +715,18 @@ class MVCCStore:
                          for h in index.values() for kv in h.kvs)
         self._epoch += 1
         self._base, self._changed = None, None
+
+
+def _pack_columns(keys: list[bytes], counts: list[int], revs: list[int], subs: list[int],
+                  kvs: list[KeyValue]) -> bytes:
+    """A chunk: ``[keys, counts, revs, subs, creates, versions, values, leases]``, the
+    versions of ``keys`` (sorted; ``counts`` of them each) in key-then-revision order, one
+    flat list per field. msgpack packs a list of ints or bytes in C, so the Python work is
+    one comprehension per field, not a list per version."""
+    out: bytes = msgpack.packb(
+        [keys, counts, revs, subs, [kv.create_revision for kv in kvs], [kv.version for kv in kvs],
+         [kv.value for kv in kvs], [kv.lease for kv in kvs]], use_bin_type=True)
+    return out
 
 
 _Parsed = tuple[int, int, int, list[bytes], dict[bytes, _History], dict[int, Lease]]
