@@ -81,7 +81,7 @@ ErrLeaderChanged = type("ErrLeaderChanged", (EtcdError,), {
 
 def pack_snapshot_data(conf: ConfState, sm_data: bytes) -> bytes:
     """Snapshot file payload: the conf state travels with the state machine (as in etcd)."""
-    return msgpack.packb([list(conf.voters), list(conf.learners), sm_data])
+    return pack_snapshot_parts(conf, SnapParts([sm_data])).join()
 
 
 def pack_snapshot_parts(conf: ConfState, sm_parts: SnapParts) -> SnapParts:

@@ -96,8 +96,7 @@ def parse_snap_name(name: str) -> SnapshotRecord | None:
 
 def encode_snapshot(snap: Snapshot) -> bytes:
     """The bytes of one snapshot file."""
-    body = msgpack.packb([snap.term, snap.index, snap.data], use_bin_type=True)
-    return msgpack.packb([FORMAT_VERSION, crc32c.crc32c(body), body], use_bin_type=True)
+    return b"".join(encode_snapshot_parts(snap.term, snap.index, (snap.data,)))
 
 
 def bin_header(n: int) -> bytes:
@@ -113,8 +112,9 @@ def bin_header(n: int) -> bytes:
 
 
 def encode_snapshot_parts(term: int, index: int, data: Sequence[Chunk]) -> list[Chunk]:
-    """:func:`encode_snapshot`'s bytes for ``data`` given as parts, as parts: the data is
-    never copied (a snapshot of a big store is tens of MB; each copy costs page faults)."""
+    """A snapshot file, msgpack ``[FORMAT_VERSION, crc, [term, index, data]]``, with ``data``
+    given as parts and returned as parts: the data is never copied (a snapshot of a big
+    store is tens of MB; each copy costs page faults)."""
     n = sum(map(len, data))
     head = b"\x93" + msgpack.packb(term) + msgpack.packb(index) + bin_header(n)
     crc = crc32c.crc32c(head)

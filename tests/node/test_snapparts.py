@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+import crc32c
 import msgpack
 import pytest
 
@@ -40,7 +41,9 @@ def test_a_snap_file_from_parts_is_the_file_from_bytes(sizes: list[int]) -> None
     parts = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
     snap = Snapshot(index=9, term=3, data=b"".join(parts))
     framed = b"".join(encode_snapshot_parts(3, 9, parts))
-    assert framed == encode_snapshot(snap) and decode_snapshot(framed) == snap
+    body = msgpack.packb([3, 9, snap.data])  # the file format, packed the plain way
+    assert framed == msgpack.packb([1, crc32c.crc32c(body), body]) == encode_snapshot(snap)
+    assert decode_snapshot(framed) == snap
 
 
 def _machine() -> StateMachine:
@@ -61,6 +64,7 @@ def test_every_layer_joins_to_what_packb_wrote() -> None:
                                              sorted(sm.removed), list(sm.applied_ids.items())])
     conf = ConfState((1, 2, 3), (4,))
     data = pack_snapshot_parts(conf, sm_parts)
+    assert data.join() == msgpack.packb([[1, 2, 3], [4], sm.snapshot()])
     assert data.join() == pack_snapshot_data(conf, sm.snapshot())
     assert unpack_snapshot_data(data.join()) == (conf, sm.snapshot())
 
