@@ -52,13 +52,11 @@ class ForkedSerialization:
     fd: int
     inline: SnapParts | None = None
     pidfd: int = -1
-    region: tuple[int, int] = (0, 0)  # set by result(): see SnapParts
-    chunks: int = 0
 
-    async def result(self) -> bytes:
+    async def result(self) -> SnapParts:
+        """The child's bytes as parts whose region is the store's packed versions."""
         if self.inline is not None:
-            self.region, self.chunks = self.inline.region_offsets(), self.inline.chunks
-            return self.inline.join()
+            return self.inline
         try:
             return await asyncio.get_running_loop().run_in_executor(None, self._collect)
         finally:
@@ -76,7 +74,7 @@ class ForkedSerialization:
             fd, self.pidfd = self.pidfd, -1
             os.close(fd)
 
-    def _collect(self) -> bytes:
+    def _collect(self) -> SnapParts:
         """Read the pipe to EOF, reap the child, check the length it announced."""
         head = b""
         chunks: list[bytes] = []
@@ -94,14 +92,14 @@ class ForkedSerialization:
             _, status = os.waitpid(self.pid, 0)
         data = b"".join(chunks)
         code = os.waitstatus_to_exitcode(status)
-        total = 0
+        total = lo = hi = n = 0
         if len(head) == _HEAD.size:
-            total, a, b, self.chunks = _HEAD.unpack(head)
-            self.region = (a, b)
-        if code != 0 or len(head) < _HEAD.size or total != len(data):
+            total, lo, hi, n = _HEAD.unpack(head)
+        if code != 0 or len(head) < _HEAD.size or total != len(data) or not lo <= hi <= total:
             raise SnapshotChildError(f"snapshot child {self.pid} exited with {code} after "
                                      f"{len(head) + len(data)} bytes")
-        return data
+        view = memoryview(data)
+        return SnapParts([view[:lo], view[lo:hi], view[hi:]], (1, 2), n)
 
 
 def fork_serialize(pack: Callable[[], SnapParts | bytes]) -> ForkedSerialization:

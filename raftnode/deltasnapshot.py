@@ -30,18 +30,13 @@ class DeltaSerialization:
     plan: DeltaPlan
     store: MVCCStore
     wrap: Callable[[SnapParts], SnapParts]  # the layers above the store's parts
-    region: tuple[int, int] = (0, 0)  # set by result(): see SnapParts
-    chunks: int = 0
 
-    async def result(self) -> bytes:
-        """Collect in slices, yielding to the loop between them; join off the loop.
+    async def result(self) -> SnapParts:
+        """Collect in slices, yielding to the loop between them; the parts are never joined.
         Raises StaleSnapshotError if a compaction or restore got in between."""
         while not self.store.pack_delta(self.plan, KEYS_PER_SLICE):
             await asyncio.sleep(0)
-        parts = self.wrap(self.store.finish_delta(self.plan))
-        self.region, self.chunks = parts.region_offsets(), parts.chunks
-        # (bytes.join drops the GIL for big copies)
-        return await asyncio.get_running_loop().run_in_executor(None, parts.join)
+        return self.wrap(self.store.finish_delta(self.plan))
 
     def cancel(self) -> None:
-        """Nothing runs outside the loop but the join, which ends by itself."""
+        """Nothing runs outside the loop."""

@@ -52,6 +52,7 @@ from raftnode.raft.types import (
     Role,
     Snapshot,
     SnapshotMeta,
+    snapshot_bytes,
 )
 from raftnode.snapparts import SnapParts
 from raftnode.statemachine import (
@@ -477,7 +478,8 @@ class Driver:
         if rd.snapshot is not None:
             fp("raftBeforeSaveSnap")
             s = rd.snapshot
-            self.storage.save_snapshot(WalSnapshot(s.meta.index, s.meta.term, s.data))
+            self.storage.save_snapshot(WalSnapshot(s.meta.index, s.meta.term,
+                                                   snapshot_bytes(s.data)))
             self._disk_snapshot_index = max(self._disk_snapshot_index, s.meta.index)
             fp("raftAfterSaveSnap")
         hs = rd.hard_state
@@ -490,7 +492,7 @@ class Driver:
 
     def _apply_snapshot(self, snap: Snapshot) -> None:
         self.hooks.failpoint("raftBeforeApplySnap")
-        _, sm_data = unpack_snapshot_data(snap.data)
+        _, sm_data = unpack_snapshot_data(snapshot_bytes(snap.data))
         self.sm.restore(sm_data)
         self.applied = snap.meta.index
         self.snapshot_index = snap.meta.index
@@ -582,7 +584,7 @@ class Driver:
         try:
             t0 = time.monotonic()
             try:
-                data = await job.result()
+                parts = await job.result()
             except SnapshotChildError as e:  # not fatal: the log is intact; try again later
                 log.error("snapshot at index %d failed: %s", index, e)
                 self._snap_not_before = self.applied + self.snapshot_count
@@ -592,18 +594,25 @@ class Driver:
                 return
             if index <= self.snapshot_index:  # the leader's newer snapshot was installed
                 return
+            # never joined: the store's chunks are shared with the next snapshot, which the
+            # file writer turns into references to the files already holding them
+            data = tuple(parts.parts)
             if write is not None:  # (GIL released while it writes and syncs)
-                await loop.run_in_executor(None, write, WalSnapshotRecord(index, term), (data,))
+                await loop.run_in_executor(None, write, WalSnapshotRecord(index, term), data)
+                wal_snap = WalSnapshot(index, term, b"")  # the record only: the file is written
+            else:  # the data lives in the log store (memory, sqlite): one bytes object
+                wal_snap = WalSnapshot(index, term,
+                                       await loop.run_in_executor(None, snapshot_bytes, data))
             # queued behind every persist already handed to the disk thread, so the WAL's
             # hard state covers ``index`` (committed and applied here) when the record lands
             saved = await loop.run_in_executor(self._disk, self._save_own_snapshot,
-                                               WalSnapshot(index, term, data), write is not None)
+                                               wal_snap, write is not None)
             if not saved or index <= self.snapshot_index:
                 log.info("snapshot at index %d dropped: the leader's newer one came first", index)
                 return
             self.snapshot_index = index
-            a, b = job.region
-            self.sm.store.snapshot_saved(token, memoryview(data)[a:b], job.chunks)
+            i, j = parts.region
+            self.sm.store.snapshot_saved(token, data[i:j], parts.chunks)
             # what is alive now is mostly the store, long-lived and acyclic: take it out of
             # the collector's full passes, which otherwise scan it all and pause the loop
             # for hundreds of ms as it grows (docs/bench.md); gc.freeze is O(1)
@@ -612,7 +621,7 @@ class Driver:
             self._snap_done = Snapshot(SnapshotMeta(index, term, conf), data)
             self._wake.set()
             log.info("snapshot at index %d (term %d, %d bytes) saved in %.0f ms beside the loop",
-                     index, term, len(data), (time.monotonic() - t0) * 1000)
+                     index, term, parts.size(), (time.monotonic() - t0) * 1000)
         except asyncio.CancelledError:
             job.cancel()
             raise

@@ -81,7 +81,8 @@ class Member:
         data = m.snapshot.data
         ok = False
         try:
-            res = await self.transport.send_snapshot(m.to, encode_message(m), [data])
+            res = await self.transport.send_snapshot(
+                m.to, encode_message(m), [data] if isinstance(data, bytes) else data)
             ok = res.ok
             if not ok:
                 log.warning("snapshot at %d to %s refused: %s", m.snapshot.meta.index,

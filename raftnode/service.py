@@ -246,10 +246,12 @@ class RaftService:
         data = await fork_serialize(self.sm.snapshot_parts).result()  # no loop stall
 
         async def chunks() -> AsyncIterator[bytes]:
-            for i in range(0, len(data), SNAPSHOT_CHUNK):
-                yield data[i:i + SNAPSHOT_CHUNK]
+            for part in data.parts:
+                view = memoryview(part)
+                for i in range(0, len(view), SNAPSHOT_CHUNK):
+                    yield bytes(view[i:i + SNAPSHOT_CHUNK])
 
-        return SnapshotStream(len(data), chunks(), revision)
+        return SnapshotStream(data.size(), chunks(), revision)
 
     async def transfer_leadership(self, target_id: int) -> None:
         if self.driver.role != Role.LEADER:

@@ -70,6 +70,11 @@ class SnapshotCRCError(SnapshotCorruptError):
     """A snapshot file's CRC-32C does not match its payload (etcd's ErrCRCMismatch)."""
 
 
+class SnapshotReferenceError(SnapshotCorruptError):
+    """A chained snapshot file references a file that is missing or unreadable, or a range
+    that is not literal data there; the message names both files."""
+
+
 class UnknownBackendError(WALError):
     """No storage backend is registered under the requested name."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import zlib
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,11 +114,12 @@ class _History:
 @dataclass(slots=True)
 class _SnapBase:
     """The versions up to ``rev`` (compacted at ``compact_rev``) packed as ``chunks`` chunks
-    in ``blob``, a view into the snapshot the member keeps."""
+    in ``parts``, the buffers of the snapshot the member keeps. The same objects go into
+    every later snapshot, so the snapshot file writer can tell they are already on disk."""
 
     rev: int
     compact_rev: int
-    blob: memoryview
+    parts: tuple[Chunk, ...]
     chunks: int
 
 
@@ -668,11 +669,11 @@ class MVCCStore:
 
     def finish_delta(self, plan: DeltaPlan) -> SnapParts:
         """The snapshot of the plan's instant, as :meth:`snapshot_parts` would have packed it."""
-        chunks: list[Chunk] = [plan.base.blob]
+        chunks: list[Chunk] = [*plan.base.parts]
         if plan.keys:
             chunks.append(_pack_columns(plan.ks, plan.counts, plan.revs, plan.subs, plan.kvs))
         return SnapParts([plan.head, *chunks], (1, 1 + len(chunks)),
-                         plan.base.chunks + len(chunks) - 1)
+                         plan.base.chunks + (1 if plan.keys else 0))
 
     def snapshot_forked(self) -> SnapshotToken:
         """Call in the parent right after forking a child that runs :meth:`snapshot_parts`:
@@ -682,11 +683,11 @@ class MVCCStore:
         self._base = None  # valid for the child only: if it fails, the next one packs all
         return SnapshotToken(self._epoch, self._rev, self._compact_rev)
 
-    def snapshot_saved(self, token: SnapshotToken, blob: memoryview, chunks: int) -> None:
-        """The child forked at ``token`` finished: ``blob`` (its ``chunks`` chunks, inside
-        the snapshot the member keeps) is the base of the next incremental snapshot."""
+    def snapshot_saved(self, token: SnapshotToken, parts: Sequence[Chunk], chunks: int) -> None:
+        """The snapshot taken at ``token`` was saved: ``parts`` (its ``chunks`` chunks, as the
+        buffers the member keeps) are the base of the next incremental snapshot."""
         if token.epoch == self._epoch:  # else a restore replaced the history since
-            self._base = _SnapBase(token.rev, token.compact_rev, blob, chunks)
+            self._base = _SnapBase(token.rev, token.compact_rev, tuple(parts), chunks)
 
     def restore(self, data: bytes) -> None:
         """Replace the state with a :meth:`snapshot` (format 3, or 2 from older members);

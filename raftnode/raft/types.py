@@ -83,10 +83,21 @@ class SnapshotMeta:
     conf_state: ConfState = field(default_factory=ConfState)
 
 
+#: A snapshot's data, opaque to the core. A member's own snapshots keep it as the buffers it
+#: was packed in (tens of MB, never joined into one: the next snapshot reuses most of them);
+#: a snapshot received from the leader is one bytes object.
+SnapshotData = bytes | tuple[bytes | bytearray | memoryview, ...]
+
+
+def snapshot_bytes(data: SnapshotData) -> bytes:
+    """The data as one bytes object: no copy when it already is one."""
+    return data if isinstance(data, bytes) else b"".join(data)
+
+
 @dataclass(slots=True, frozen=True)
 class Snapshot:
     meta: SnapshotMeta
-    data: bytes = b""
+    data: SnapshotData = b""
 
 
 _CC_HEADER = struct.Struct("<BQ")

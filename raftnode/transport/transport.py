@@ -48,7 +48,7 @@ from raftnode.transport.frames import (
 
 OnMessages = Callable[[int, list[bytes]], None]
 OnSnapshot = Callable[[int, bytes, AsyncIterator[bytes]], Awaitable[None]]
-SnapshotData = bytes | Iterable[bytes] | AsyncIterable[bytes]
+SnapshotData = bytes | Iterable[bytes | bytearray | memoryview] | AsyncIterable[bytes]
 
 STREAM_PATH = "/raft/stream"
 SNAPSHOT_PATH = "/raft/snapshot"
@@ -609,13 +609,13 @@ def _urls(urls: Iterable[str]) -> tuple[str, ...]:
     return out
 
 
-async def _aiter(data: SnapshotData) -> AsyncIterator[bytes]:
+async def _aiter(data: SnapshotData) -> AsyncIterator[bytes | bytearray | memoryview]:
     if isinstance(data, bytes | bytearray | memoryview):
         yield bytes(data)  # one blob: chunked by the caller of _aiter
     elif isinstance(data, AsyncIterable):
         async for piece in data:
             yield piece
     else:
-        for piece in data:
-            yield piece
+        for part in data:
+            yield part
             await asyncio.sleep(0)  # let heartbeats through between synchronous chunks

@@ -41,10 +41,9 @@ def _fork(s: MVCCStore) -> tuple[SnapParts, SnapshotToken]:
 
 
 def _saved(s: MVCCStore, parts: SnapParts, token: SnapshotToken) -> bytes:
-    data = parts.join()
-    a, b = parts.region_offsets()
-    s.snapshot_saved(token, memoryview(data)[a:b], parts.chunks)
-    return data
+    i, j = parts.region  # as the driver does: the very buffers, never joined
+    s.snapshot_saved(token, parts.parts[i:j], parts.chunks)
+    return parts.join()
 
 
 def _restored(data: bytes) -> MVCCStore:
@@ -71,10 +70,16 @@ def test_each_snapshot_packs_only_what_was_written_since_and_restores_exactly() 
     rng = random.Random(4)
     s = MVCCStore()
     s.apply(LeaseGrantRequest(60, 7))
+    kept: list[object] = []
     for round_ in range(6):
         _writes(s, rng, 150)
         parts, token = _fork(s)
         assert parts.chunks == round_ + 1  # the first packs all; each next adds one chunk
+        i, j = parts.region
+        # the older chunks are the very buffers of the last snapshot (the .snap writer
+        # references what it wrote before by identity), never copied
+        assert all(a is b for a, b in zip(parts.parts[i:j - 1], kept, strict=True))
+        kept = list(parts.parts[i:j])
         new_chunk = parts.parts[parts.region[1] - 1]
         if round_ >= 3:  # the history is 4+ rounds long; the new chunk holds one round
             assert len(new_chunk) < 0.5 * len(s.snapshot()), (round_, len(new_chunk))
@@ -242,8 +247,8 @@ def test_a_delta_packed_while_writes_go_on_is_the_state_of_its_instant(
         _writes(s, rng, n)
         expected, parts, token, data = _delta(s, rng, between)
         assert _restored(data).snapshot() == expected
-        a, b = parts.region_offsets()
-        s.snapshot_saved(token, memoryview(data)[a:b], parts.chunks)
+        i, j = parts.region
+        s.snapshot_saved(token, parts.parts[i:j], parts.chunks)
     # and the chain goes on: a full canonical snapshot of now restores from the last delta
     # plus what was written since, packed the same way
     expected, parts, _, data = _delta(s, rng, 0)

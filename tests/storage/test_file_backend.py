@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,8 @@ import pytest
 from wal.backends import open_backend
 from wal.backends.file import FileStorage
 from wal.errors import CRCMismatchError, WALLockedError
-from wal.records import Entry, HardState
-from wal.snap import Snapshot, Snapshotter, snap_name
+from wal.records import Entry, HardState, SnapshotRecord
+from wal.snap import MIN_REF_BYTES, Snapshot, Snapshotter, snap_name
 
 SEG = 16 * 1024
 
@@ -143,6 +144,31 @@ def test_keeps_at_most_max_snapshots_files(tmp_path: Path) -> None:
         s.save_snapshot(Snapshot(index=i, term=1, data=b"s%d" % i))
     s.close()
     assert sorted(os.listdir(tmp_path / "member" / "snap")) == [snap_name(1, 6), snap_name(1, 8)]
+
+
+def test_the_data_writer_chains_files_and_purge_keeps_their_base(tmp_path: Path) -> None:
+    """The writer (run in a worker thread, as the node does) uses the backend's one
+    Snapshotter: parts handed again are referenced, so a later file holds only its new
+    bytes, and purging on save_snapshot keeps the base that the newest file references."""
+    s = _open(tmp_path, max_snapshots=1)
+    s.save(HardState(1, 1, 30), _ents(1, 30))
+    snap_dir = tmp_path / "member" / "snap"
+    base = [os.urandom(1 << 20), os.urandom(1 << 20)]
+    with ThreadPoolExecutor(1) as pool:
+        for index in (10, 20, 30):
+            parts = [b"head%d" % index, *base, os.urandom(MIN_REF_BYTES)]
+            pool.submit(s.snapshot_data_writer(), SnapshotRecord(index, 1), parts).result()
+            s.save_snapshot(Snapshot(index=index, term=1, data=b"".join(parts)),
+                            data_written=True)
+            s.compact(index)
+            if index > 10:
+                assert (snap_dir / snap_name(1, index)).stat().st_size < 2 * MIN_REF_BYTES
+    assert sorted(os.listdir(snap_dir)) == [snap_name(1, 10), snap_name(1, 30)]
+    s.close()
+    t = FileStorage(tmp_path, segment_size=SEG, preallocate=False)
+    state = t.load()
+    t.close()
+    assert state.snapshot == Snapshot(index=30, term=1, data=b"".join(parts))
 
 
 _CHILD = """

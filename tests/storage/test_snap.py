@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
+import threading
 from pathlib import Path
 
+import crc32c
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,14 +19,20 @@ from wal.errors import (
     SliceOutOfRangeError,
     SnapshotCorruptError,
     SnapshotCRCError,
+    SnapshotReferenceError,
 )
 from wal.records import SnapshotRecord
 from wal.snap import (
+    MAX_CHAIN_FILES,
+    MIN_REF_BYTES,
+    Segment,
     Snapshot,
     Snapshotter,
+    _encode,
     decode_snapshot,
     encode_snapshot,
     parse_snap_name,
+    read_header,
     snap_name,
 )
 
@@ -216,3 +226,279 @@ def test_decoder_fuzz_raises_only_snapshot_errors(raw: bytes) -> None:
 def test_encode_decode_round_trip(index: int, term: int, data: bytes) -> None:
     snap = Snapshot(index=index, term=term, data=data)
     assert decode_snapshot(encode_snapshot(snap)) == snap
+
+
+# --- chained files (format 2) ---
+
+
+def _chunk(n: int = MIN_REF_BYTES) -> bytes:
+    """A large part: fresh random bytes, a new object each time."""
+    return os.urandom(n)
+
+
+def _save(s: Snapshotter, index: int, parts: list[bytes | memoryview | bytearray]) -> Path:
+    return s.save_parts(SnapshotRecord(index, 1), parts, purge=False)
+
+
+def _refs(s: Snapshotter, path: Path) -> set[str]:
+    header = s.read_header(path.name)
+    assert header is not None
+    return header.references()
+
+
+def _literal_bytes(s: Snapshotter, path: Path) -> int:
+    header = s.read_header(path.name)
+    assert header is not None
+    return sum(seg.length for seg in header.segments if not seg.name)
+
+
+def test_chained_saves_round_trip_and_write_only_new_bytes(tmp_path: Path) -> None:
+    """Parts handed again (the same objects) are referenced, not written: each file holds
+    about its new bytes, and every file reads back as the join of its parts."""
+    s = Snapshotter(tmp_path, max_snapshots=0)
+    chunks = [_chunk(4 * MIN_REF_BYTES) for _ in range(8)]  # 2 MiB of old state
+    wanted: dict[str, bytes] = {}
+    for i in range(1, 31):
+        if i > 1:
+            chunks.append(_chunk())
+        if i % 7 == 0:
+            chunks[i % 5] = _chunk(2 * MIN_REF_BYTES)  # a repacked chunk: new object
+        parts: list[bytes | memoryview | bytearray] = [
+            msgpack.packb(["head", i]), *chunks, memoryview(b"tail%d" % i)]
+        path = _save(s, i, parts)
+        wanted[path.name] = b"".join(parts)
+        if i == 2:  # one new chunk and two small parts: the rest is referenced
+            size = path.stat().st_size
+            assert MIN_REF_BYTES < size < MIN_REF_BYTES + 4096
+            assert size * 30 < len(wanted[path.name])
+            assert _refs(s, path) == {snap_name(1, 1)}
+    fresh = Snapshotter(tmp_path)  # nothing in memory: reads go by the files alone
+    for name, data in wanted.items():
+        assert fresh.read(name).data == data
+    assert fresh.load().data == wanted[snap_name(1, 30)]
+    total = sum(p.stat().st_size for p in tmp_path.iterdir())
+    assert total < 0.1 * sum(map(len, wanted.values()))
+
+
+def test_only_the_same_large_immutable_object_is_referenced(tmp_path: Path) -> None:
+    """Identity, not content: an equal copy, a bytearray (it may change) or a small part
+    is written again."""
+    s = Snapshotter(tmp_path)
+    big, mutable, small = _chunk(), bytearray(_chunk()), b"s" * 100
+    _save(s, 1, [big, mutable, small])
+    path = _save(s, 2, [bytes(bytearray(big)), mutable, small, big, memoryview(big)])
+    header = s.read_header(path.name)
+    assert header is not None
+    assert [seg.name for seg in header.segments] == ["", snap_name(1, 1), ""]  # `big`, once
+    assert header.segments[1].length == len(big)
+    assert s.read(path.name).data == big + mutable + small + big + big
+
+
+def test_a_chain_references_at_most_max_chain_files(tmp_path: Path) -> None:
+    """A new chunk per save: the references pile up to MAX_CHAIN_FILES, then the save folds
+    the smaller files' bytes into itself (never the base's), size-tiered, so a byte is
+    rewritten a few times over a long run, not once per save; and data still reads."""
+    s = Snapshotter(tmp_path, max_snapshots=0)
+    chunks = [_chunk(32 * MIN_REF_BYTES)]  # the base: 2 MiB
+    wanted = {}
+    written = folds = 0
+    saves = 12 * MAX_CHAIN_FILES
+    for i in range(1, saves + 1):
+        chunks.append(_chunk())
+        path = _save(s, i, list(chunks))
+        if i % 10 == 0 or i == saves:
+            wanted[path.name] = b"".join(chunks)
+        refs = _refs(s, path)
+        assert len(refs) <= MAX_CHAIN_FILES
+        literal = _literal_bytes(s, path)
+        written += literal
+        if i > 1:
+            assert snap_name(1, 1) in refs  # the base holds the most: never rewritten
+            folds += literal > 2 * MIN_REF_BYTES
+    new = sum(map(len, chunks))  # what a perfect writer would write over the whole run
+    assert folds >= 2 and written < 3 * new, (folds, written / new)
+    fresh = Snapshotter(tmp_path)
+    for name, data in wanted.items():
+        assert fresh.read(name).data == data
+
+
+def test_purge_keeps_referenced_ancestors_and_drops_the_rest(tmp_path: Path) -> None:
+    s = Snapshotter(tmp_path, max_snapshots=2)
+    a, b = _chunk(), _chunk()
+    for i in range(1, 6):  # each file: the base's a and b, plus a chunk of its own
+        s.save_parts(SnapshotRecord(i, 1), [a, b, _chunk()])
+    assert s.names() == [snap_name(1, 5), snap_name(1, 4), snap_name(1, 1)]
+    assert s.load().data[: 2 * MIN_REF_BYTES] == a + b
+    assert Snapshotter(tmp_path).read(snap_name(1, 4)).data[: 2 * MIN_REF_BYTES] == a + b
+    # protect keeps a file, and what it references, beyond max_snapshots
+    s2 = Snapshotter(tmp_path / "p", max_snapshots=1)
+    for i in range(1, 4):
+        s2.save_parts(SnapshotRecord(i, 1), [a, b, _chunk()], purge=False)
+    s2.save_parts(SnapshotRecord(4, 1), [_chunk()], purge=False)  # references nothing
+    assert s2.purge(protect=3) == [tmp_path / "p" / snap_name(1, 2)]
+    assert s2.names() == [snap_name(1, 4), snap_name(1, 3), snap_name(1, 1)]
+
+
+def _chain_of_three(tmp_path: Path) -> tuple[Snapshotter, Snapshot, Path, Path]:
+    """An independent file at 1, a base at 2, and a file at 3 that references the base."""
+    s = Snapshotter(tmp_path, max_snapshots=0)
+    _save(s, 1, [b"one"])
+    a, b = _chunk(), _chunk()
+    base = _save(s, 2, [a, b])
+    top = _save(s, 3, [a, b, b"tail"])
+    assert _refs(s, top) == {base.name}
+    return s, Snapshot(index=1, term=1, data=b"one"), base, top
+
+
+def test_a_flipped_bit_in_a_referenced_file_names_that_file_and_offset(tmp_path: Path) -> None:
+    s, one, base, top = _chain_of_three(tmp_path)
+    header = s.read_header(top.name)
+    assert header is not None
+    second = header.segments[1]
+    assert second.name == base.name
+    raw = bytearray(base.read_bytes())
+    raw[second.offset + 7] ^= 0x10
+    base.write_bytes(bytes(raw))
+    with pytest.raises(SnapshotCRCError, match=f"in .*{base.name} \\(referenced by .*{top.name}"
+                                               f"\\) at offset {second.offset} "):
+        s.read(top.name)
+    assert s.load() == one  # both the referencing file and the base itself are broken
+    assert sorted(os.listdir(tmp_path)) == [snap_name(1, 1), base.name + ".broken",
+                                            top.name + ".broken"]
+
+
+def test_a_missing_referenced_file_breaks_the_referencing_one(tmp_path: Path) -> None:
+    s, one, base, top = _chain_of_three(tmp_path)
+    base.unlink()
+    with pytest.raises(SnapshotReferenceError, match=f"{top.name} references .*{base.name}"):
+        s.read(top.name)
+    assert s.load_newest_available([SnapshotRecord(1, 1), SnapshotRecord(3, 1)]) == one
+    assert (tmp_path / (top.name + ".broken")).exists()
+
+
+def test_a_reference_outside_literal_data_is_refused(tmp_path: Path) -> None:
+    s, _, base, _ = _chain_of_three(tmp_path)
+    header = s.read_header(base.name)
+    assert header is not None
+    head = base.read_bytes()[:20]  # the prefix and header: not literal data
+    bad = Segment(base.name, 0, 20, crc32c.crc32c(head))
+    name = snap_name(1, 4)
+    parts, _ = _encode(name, 1, 4, [(head, bad)])
+    (tmp_path / name).write_bytes(b"".join(parts))
+    with pytest.raises(SnapshotReferenceError, match=f"{name} references bytes 0..20 of .*{base.name}"):
+        s.read(name)
+    past = Segment(base.name, header.end - 10, 20, 0)  # runs off the end of the base
+    parts, _ = _encode(name, 1, 4, [(b"x" * 20, past)])
+    (tmp_path / name).write_bytes(b"".join(parts))
+    with pytest.raises(SnapshotReferenceError, match="not literal data"):
+        s.read(name)
+
+
+def test_a_torn_chained_file_is_corrupt_and_load_falls_back(tmp_path: Path) -> None:
+    s, _, _, top = _chain_of_three(tmp_path)
+    raw = top.read_bytes()
+    for cut in (1, 3, 12, 30, len(raw) - 1):
+        top.write_bytes(raw[:cut])
+        with pytest.raises(SnapshotCorruptError):
+            s.read(top.name)
+    top.write_bytes(raw + b"\0")  # a tail past what the header says: not ours either
+    with pytest.raises(SnapshotCorruptError, match="its header says"):
+        s.read(top.name)
+    top.write_bytes(raw[:-1])
+    assert s.load().index == 2
+    assert (tmp_path / (top.name + ".broken")).exists()
+
+
+class _CountingFile(io.FileIO):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "rb")
+        self.count = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        got = super().read(size)
+        self.count += len(got or b"")
+        return got or b""
+
+
+def test_the_header_is_read_without_the_payload(tmp_path: Path) -> None:
+    s = Snapshotter(tmp_path)
+    data = [_chunk(8 << 20)] + [_chunk() for _ in range(100)]
+    path = _save(s, 1, data)
+    path2 = _save(s, 2, [*data, b"more"])
+    for p, extra in ((path, 0), (path2, 4)):
+        with _CountingFile(p) as f:
+            header = read_header(f, str(p))
+        assert header.size == sum(map(len, data)) + extra
+        assert f.count < 1 << 20
+    first = s.read_header(path.name)
+    assert first is not None and first.end > 8 << 20
+    with open(path, "r+b") as f:  # the payload cut in half: the header still parses...
+        f.truncate(first.end - first.size // 2)
+    assert s.read_header(path.name) == first
+    with pytest.raises(SnapshotCorruptError, match="torn"):  # ...the data does not
+        s.read(path.name)
+
+
+def test_format_1_files_still_load(tmp_path: Path) -> None:
+    body = msgpack.packb([4, 9, b"old state" * 1000])
+    (tmp_path / snap_name(4, 9)).write_bytes(msgpack.packb([1, crc32c.crc32c(body), body]))
+    s = Snapshotter(tmp_path, max_snapshots=1)
+    assert s.read_header(snap_name(4, 9)) is None
+    assert s.load() == Snapshot(index=9, term=4, data=b"old state" * 1000)
+    path = s.save(Snapshot(index=10, term=4, data=b"new"))  # format 2 beside it; purged
+    assert s.names() == [path.name]
+    assert s.load() == Snapshot(index=10, term=4, data=b"new")
+
+
+def test_purge_spares_what_a_save_in_progress_references(tmp_path: Path) -> None:
+    """A save in a worker thread references the old base; meanwhile the disk thread saves
+    a newer snapshot and purges: the base survives on the in-progress save's pin."""
+    s = Snapshotter(tmp_path, max_snapshots=1)
+    a, b = _chunk(), _chunk()
+    base = s.save_parts(SnapshotRecord(1, 1), [a, b])
+    reached, go = threading.Event(), threading.Event()
+
+    def hold() -> None:  # the worker's temp file is written; the rename waits for `go`
+        reached.set()
+        go.wait(30)
+    s._before_rename = hold
+    failed: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            s.save_parts(SnapshotRecord(2, 1), [a, b, b"tail"], purge=False)
+        except BaseException as exc:  # pragma: no cover - reported below
+            failed.append(exc)
+    t = threading.Thread(target=worker)
+    t.start()
+    assert reached.wait(30)
+    s._before_rename = None
+    newer = s.save(Snapshot(index=5, term=1, data=b"from the leader"))  # purges
+    assert base.exists()  # only the pin keeps it: the newest file references nothing
+    go.set()
+    t.join(30)
+    assert not failed
+    assert Snapshotter(tmp_path).read(snap_name(1, 2)).data == a + b + b"tail"
+    s.purge()  # the save is done: nothing pins the base any more
+    assert s.names() == [newer.name]
+
+
+def test_purge_looks_again_when_a_save_lands_while_it_reads_headers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A save that renames its file (referencing an old one) and unpins between purge's
+    listing and its decision would be missed by both: purge lists again."""
+    s = Snapshotter(tmp_path, max_snapshots=1)
+    a, b = _chunk(), _chunk()
+    old = s.save_parts(SnapshotRecord(1, 1), [a, b])
+    Snapshotter(tmp_path, max_snapshots=0).save(Snapshot(index=2, term=1, data=b"other"))
+    references = Snapshotter._references
+    landed: list[Path] = []
+
+    def save_meanwhile(self: Snapshotter, name: str) -> set[str]:
+        if not landed:
+            landed.append(self.save_parts(SnapshotRecord(3, 1), [a, b, b"t"], purge=False))
+        return references(self, name)
+    monkeypatch.setattr(Snapshotter, "_references", save_meanwhile)
+    assert s.purge() == [tmp_path / snap_name(1, 2)]
+    assert s.names() == [landed[0].name, old.name]
+    assert Snapshotter(tmp_path).load().data == a + b + b"t"

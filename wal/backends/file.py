@@ -234,8 +234,10 @@ class FileStorage:
 
     def snapshot_data_writer(self) -> SnapshotDataWriter:
         """Writes the ``.snap`` file (temp, fsync, rename, directory fsync) and nothing
-        else: a new file sorts newest, so a concurrent purge never picks it."""
-        snapper = Snapshotter(self.snapshotter.dir, unsafe_no_fsync=self.unsafe_no_fsync)
+        else, with the backend's one Snapshotter: it remembers the last file's parts, so
+        the new file references those it is handed again, and a purge on the disk thread
+        meanwhile sees which older files this save pins."""
+        snapper = self.snapshotter
 
         def write(record: SnapshotRecord, data: Sequence[Chunk]) -> None:
             snapper.save_parts(record, data, purge=False)
