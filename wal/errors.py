@@ -75,6 +75,12 @@ class SnapshotReferenceError(SnapshotCorruptError):
     that is not literal data there; the message names both files."""
 
 
+class SnapshotBaseGoneError(SnapshotReferenceError):
+    """A chained snapshot file references a file that no longer exists: after a purge, an
+    older file kept as the base of newer ones (its own references purged). Loading skips
+    it without renaming it: the newer files still need its bytes."""
+
+
 class UnknownBackendError(WALError):
     """No storage backend is registered under the requested name."""
 

@@ -50,6 +50,7 @@ reference is missing, outside literal data or fails its CRC is broken like any o
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import struct
@@ -69,6 +70,7 @@ from wal.errors import (
     FsyncError,
     NoSnapshotError,
     SliceOutOfRangeError,
+    SnapshotBaseGoneError,
     SnapshotCorruptError,
     SnapshotCRCError,
     SnapshotReferenceError,
@@ -87,6 +89,7 @@ MAX_CHAIN_FILES = 16  # a file references at most this many others
 _MAGIC = b"\xc1SN" + bytes([FORMAT_VERSION])
 _PREFIX = struct.Struct(">4sII")  # magic, header length, header CRC-32C
 _MAX_HEADER_BYTES = 64 << 20  # a bigger length is a flipped bit, not a header to allocate
+log = logging.getLogger("wal")
 _NAME_RE = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.snap$")
 
 
@@ -590,6 +593,9 @@ class Snapshotter:
                     try:
                         other = stack.enter_context(open(target, "rb"))
                         opened[s.name] = (other, read_header(other, str(target)))
+                    except FileNotFoundError as exc:
+                        raise SnapshotBaseGoneError(
+                            f"snap: {where} references {target}, which is gone") from exc
                     except (OSError, SnapshotCorruptError) as exc:
                         raise SnapshotReferenceError(
                             f"snap: {where} references {target}, which cannot be read: "
@@ -630,7 +636,13 @@ class Snapshotter:
                 continue
             try:
                 return self.read(name)
-            except (SnapshotCorruptError, OSError):
+            except SnapshotBaseGoneError as exc:
+                # purge keeps a file that newer ones reference, but not the files *it*
+                # references: not a snapshot any more, only a base; nothing is damaged
+                log.info("%s; trying an older snapshot", exc)
+            except (SnapshotCorruptError, OSError) as exc:
+                log.warning("%s; renaming it %s and trying an older snapshot", exc,
+                            name + BROKEN_SUFFIX)
                 self._mark_broken(name)
         raise NoSnapshotError(f"snap: no available snapshot in {self.dir}")
 

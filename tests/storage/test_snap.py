@@ -17,6 +17,7 @@ from wal.errors import (
     EmptySnapshotError,
     NoSnapshotError,
     SliceOutOfRangeError,
+    SnapshotBaseGoneError,
     SnapshotCorruptError,
     SnapshotCRCError,
     SnapshotReferenceError,
@@ -367,13 +368,39 @@ def test_a_flipped_bit_in_a_referenced_file_names_that_file_and_offset(tmp_path:
                                             top.name + ".broken"]
 
 
-def test_a_missing_referenced_file_breaks_the_referencing_one(tmp_path: Path) -> None:
+def test_a_file_whose_base_is_gone_is_skipped_not_renamed(tmp_path: Path) -> None:
+    """A missing referenced file: the referencing one is not a snapshot any more, but it
+    is not damaged either (newer files may still need its bytes): skipped, left as is."""
     s, one, base, top = _chain_of_three(tmp_path)
     base.unlink()
-    with pytest.raises(SnapshotReferenceError, match=f"{top.name} references .*{base.name}"):
+    with pytest.raises(SnapshotBaseGoneError, match=f"{top.name} references .*{base.name}"):
         s.read(top.name)
     assert s.load_newest_available([SnapshotRecord(1, 1), SnapshotRecord(3, 1)]) == one
-    assert (tmp_path / (top.name + ".broken")).exists()
+    assert top.exists() and not list(tmp_path.glob("*.broken"))
+
+
+def test_falling_back_past_a_base_whose_own_base_was_purged_keeps_it(tmp_path: Path) -> None:
+    """Purge keeps a file that a kept one references, not what *it* references. Loading
+    that falls back past such a base skips it without renaming it: a rename would break
+    every file that still reads through it."""
+    s = Snapshotter(tmp_path, max_snapshots=2)
+    a, b, c, d = _chunk(), _chunk(), _chunk(), _chunk()
+    f1 = s.save_parts(SnapshotRecord(1, 1), [a])
+    f2 = s.save_parts(SnapshotRecord(2, 1), [a, b])  # a in f1
+    f3 = s.save_parts(SnapshotRecord(3, 1), [b, c])  # b in f2
+    f4 = s.save_parts(SnapshotRecord(4, 1), [b, c, d])  # b in f2, c in f3
+    # kept: f4, f3 (the newest two) and f2 (their base); f1 (only f2's base) went
+    assert s.names() == [f4.name, f3.name, f2.name] and not f1.exists()
+    with pytest.raises(SnapshotBaseGoneError):
+        s.read(f2.name)
+    raw = bytearray(f4.read_bytes())
+    raw[-1] ^= 1  # f4's own literal bytes: damaged
+    f4.write_bytes(bytes(raw))
+    wanted = [SnapshotRecord(2, 1), SnapshotRecord(4, 1)]  # f3 as if orphaned
+    with pytest.raises(NoSnapshotError):
+        Snapshotter(tmp_path).load_newest_available(wanted)
+    assert (tmp_path / (f4.name + ".broken")).exists() and f2.exists()
+    assert Snapshotter(tmp_path).load() == Snapshot(3, 1, b + c)  # still reads through f2
 
 
 def test_a_reference_outside_literal_data_is_refused(tmp_path: Path) -> None:
