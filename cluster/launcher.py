@@ -96,6 +96,31 @@ def pid_alive(pid: int | None) -> bool:
     return False
 
 
+def wait_stopped(pid: int, timeout: float = 5.0) -> bool:
+    """Wait until every thread of ``pid`` is stopped (after SIGSTOP); False on timeout.
+
+    ``kill(SIGSTOP)`` returns before the process stops: one thread takes the signal and
+    stops the others when it next runs, and on a loaded machine that can take milliseconds
+    in which the other threads go on reading sockets. A test (or a chaos fault) that sends
+    a request to a "paused" member right after the kill could see it served (seen with
+    etcd under load). True at once where there is no /proc to look at."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+            states = [Path(f"/proc/{pid}/task/{t}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+                      for t in tids]
+        except FileNotFoundError:  # no /proc, or the process is gone: nothing runs
+            if not Path("/proc/self").exists() or not Path(f"/proc/{pid}").exists():
+                return True
+            states = ["R"]  # a thread exited while we listed: look again
+        if all(st in "tTZX" for st in states):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.001)
+
+
 T = TypeVar("T")
 _THREAD_LOCK = threading.RLock()
 _DEPTH = threading.local()
@@ -284,6 +309,8 @@ class Launcher:
         assert m.pid is not None
         with contextlib.suppress(ProcessLookupError):
             os.kill(m.pid, sig)
+            if sig == signal.SIGSTOP:  # return once it is stopped, not merely signalled
+                wait_stopped(m.pid)
         deadline = time.monotonic() + wait
         while pid_alive(m.pid) and time.monotonic() < deadline:
             _reap(m.pid)

@@ -611,7 +611,7 @@ def _urls(urls: Iterable[str]) -> tuple[str, ...]:
 
 async def _aiter(data: SnapshotData) -> AsyncIterator[bytes | bytearray | memoryview]:
     if isinstance(data, bytes | bytearray | memoryview):
-        yield bytes(data)  # one blob: chunked by the caller of _aiter
+        yield data  # one blob: chunked by the caller of _aiter
     elif isinstance(data, AsyncIterable):
         async for piece in data:
             yield piece

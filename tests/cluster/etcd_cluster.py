@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from cluster.launcher import wait_stopped
 from tests.cluster.local_cluster import ClusterMember, LocalCluster
 
 ETCD = os.environ.get("RAFTCTL_TEST_ETCD", "/usr/bin/etcd")
@@ -117,6 +118,7 @@ class EtcdCluster(LocalCluster):
         assert isinstance(m, Member), m
         assert m.proc is not None
         m.proc.send_signal(signal.SIGSTOP)
+        assert wait_stopped(m.proc.pid), f"{m.name} did not stop"
 
     def restart(self, m: ClusterMember) -> None:
         assert isinstance(m, Member), m

@@ -4,6 +4,8 @@ and the cluster file (real files in tmp_path)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +26,7 @@ from cluster.errors import (
     error_from_body,
     write_outcome_unknown,
 )
-from cluster.launcher import pid_alive
+from cluster.launcher import pid_alive, wait_stopped
 from cluster.transport import parse_endpoints
 from cluster.txnparse import TxnSyntaxError, parse_txn
 
@@ -220,3 +222,37 @@ def test_pid_alive_waits_out_an_exec_in_progress(monkeypatch: pytest.MonkeyPatch
         p.kill()
         p.wait()
     assert not pid_alive(p.pid)
+
+
+_BUSY_THREADS = """
+import threading
+def spin():
+    while True:
+        pass
+for _ in range(4):
+    threading.Thread(target=spin, daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"""
+
+
+def _thread_states(pid: int) -> list[str]:
+    return [Path(f"/proc/{pid}/task/{t}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+            for t in os.listdir(f"/proc/{pid}/task")]
+
+
+def test_wait_stopped_returns_once_every_thread_is_stopped() -> None:
+    """kill(SIGSTOP) returns before the process stops; under load other threads ran on
+    for long enough that a 'paused' etcd served a request (test_failover, 1 run in ~10)."""
+    p = subprocess.Popen([sys.executable, "-c", _BUSY_THREADS], stdout=subprocess.PIPE)
+    try:
+        assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+        assert not wait_stopped(p.pid, timeout=0.05)  # running: not stopped
+        os.kill(p.pid, signal.SIGSTOP)
+        assert wait_stopped(p.pid)
+        assert set(_thread_states(p.pid)) <= {"T", "t"} and len(_thread_states(p.pid)) == 5
+        os.kill(p.pid, signal.SIGCONT)
+    finally:
+        p.kill()
+        p.wait()
+    assert wait_stopped(p.pid)  # gone: nothing of it runs
