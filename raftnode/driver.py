@@ -21,6 +21,7 @@ import functools
 import gc
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from raftnode.raft.types import (
     ConfState,
     Entry,
     EntryType,
+    HardState,
     Message,
     Ready,
     Role,
@@ -64,7 +66,7 @@ from raftnode.statemachine import (
 from wal import Entry as WalEntry
 from wal import HardState as WalHardState
 from wal import SnapshotRecord as WalSnapshotRecord
-from wal.errors import SliceOutOfRangeError
+from wal.errors import SliceOutOfRangeError, StorageFailedError
 from wal.snap import Snapshot as WalSnapshot
 from wal.storage import SnapshotDataWriter, Storage
 
@@ -171,6 +173,9 @@ class Driver:
     _snap_done: Snapshot | None = None  # saved; the ready loop compacts the log below it
     _snap_not_before: int = 0  # applied index before which no new snapshot is tried
     _disk_snapshot_index: int = 0  # newest snapshot saved (the disk thread's view)
+    # async writes: Readies handed to the disk thread, persisted in batches (_persist_queued)
+    _persist_queue: deque[Ready] = field(default_factory=deque)
+    _persist_failed: bool = False  # (the disk thread's): later calls must not report success
 
     def __post_init__(self) -> None:
         # request IDs unique across restarts: member bits + start time, then a counter
@@ -426,7 +431,8 @@ class Driver:
         if self.async_writes:
             self.hooks.send(rd.messages)
             if rd.must_persist:
-                fut = loop.run_in_executor(self._disk, self._persist, rd)
+                self._persist_queue.append(rd)
+                fut = loop.run_in_executor(self._disk, self._persist_queued)
                 fut.add_done_callback(functools.partial(self._persisted, rd))
             elif rd.persist_messages:
                 self.hooks.send(rd.persist_messages)
@@ -468,24 +474,73 @@ class Driver:
         if f.exception() is not None:
             self._die(f.exception())  # type: ignore[arg-type]
             return
+        if self._fatal is not None:  # fail-stop: nothing more is acknowledged
+            return
         self.rn.on_persisted(rd.persist_index, rd.persist_term)
         self.hooks.send(rd.persist_messages)
         self._wake.set()
 
     def _persist(self, rd: Ready) -> None:
         """On the disk thread: snapshot first, then hard state + entries (etcd's order)."""
+        self._save_readies([rd])
+
+    def _persist_queued(self) -> None:
+        """On the disk thread (async writes): persist every Ready queued so far in one save,
+        one fsync. The loop queues a Ready and submits one call per Ready; the first call
+        takes all those waiting (the disk thread is FIFO, so a Ready is durable when its
+        own call returns) and later ones find less or nothing to do. Without this, each
+        Ready cost an fsync of its own: the loop does not wait, so it makes many small
+        Readies while one fsync runs, where the default mode batches them by waiting."""
+        if self._persist_failed:  # its Ready may have gone down with an earlier batch
+            raise StorageFailedError("an earlier save failed: nothing is durable after it")
+        batch: list[Ready] = []
+        q = self._persist_queue
+        while q:  # (deque.popleft is atomic against the loop's append)
+            batch.append(q.popleft())
+        if batch:
+            try:
+                self._save_readies(batch)
+            except BaseException:
+                self._persist_failed = True
+                raise
+
+    def _save_readies(self, batch: list[Ready]) -> None:
+        """Snapshots in order, and the entries and hard states around them merged into as
+        few saves as the snapshots allow: a later Ready's entries replace those of earlier
+        ones from their first index on (raft's conflict truncation); the newest hard state
+        stands for all."""
         fp = self.hooks.failpoint
-        if rd.snapshot is not None:
-            fp("raftBeforeSaveSnap")
-            s = rd.snapshot
-            self.storage.save_snapshot(WalSnapshot(s.meta.index, s.meta.term,
-                                                   snapshot_bytes(s.data)))
-            self._disk_snapshot_index = max(self._disk_snapshot_index, s.meta.index)
-            fp("raftAfterSaveSnap")
-        hs = rd.hard_state
+        entries: list[Entry] = []
+        hs: HardState | None = None
+        for rd in batch:
+            if rd.snapshot is not None:
+                if entries or hs is not None:
+                    self._save(hs, entries)
+                    entries, hs = [], None
+                fp("raftBeforeSaveSnap")
+                s = rd.snapshot
+                self.storage.save_snapshot(WalSnapshot(s.meta.index, s.meta.term,
+                                                       snapshot_bytes(s.data)))
+                self._disk_snapshot_index = max(self._disk_snapshot_index, s.meta.index)
+                fp("raftAfterSaveSnap")
+            if rd.entries:
+                first = rd.entries[0].index
+                if entries and first <= entries[-1].index:
+                    del entries[max(0, first - entries[0].index):]
+                if entries and entries[-1].index + 1 != first:  # a gap: save what is held
+                    self._save(hs, entries)
+                    entries, hs = [], None
+                entries.extend(rd.entries)
+            if rd.hard_state is not None:
+                hs = rd.hard_state
+        if entries or hs is not None:
+            self._save(hs, entries)
+
+    def _save(self, hs: HardState | None, entries: list[Entry]) -> None:
+        fp = self.hooks.failpoint
         fp("raftBeforeSave")
         self.storage.save(None if hs is None else WalHardState(hs.term, hs.vote, hs.commit),
-                          to_wal(rd.entries))
+                          to_wal(entries))
         fp("raftAfterSave")
 
     # -- apply ------------------------------------------------------------------------------
