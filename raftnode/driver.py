@@ -441,7 +441,7 @@ class Driver:
             if rd.must_persist:
                 self._stalled_since = time.monotonic()
                 try:
-                    await loop.run_in_executor(self._disk, self._persist, rd)
+                    await loop.run_in_executor(self._disk, self._save_readies, [rd])
                 finally:
                     self._end_stall()
             self.hooks.send(rd.persist_messages)
@@ -480,10 +480,6 @@ class Driver:
         self.hooks.send(rd.persist_messages)
         self._wake.set()
 
-    def _persist(self, rd: Ready) -> None:
-        """On the disk thread: snapshot first, then hard state + entries (etcd's order)."""
-        self._save_readies([rd])
-
     def _persist_queued(self) -> None:
         """On the disk thread (async writes): persist every Ready queued so far in one save,
         one fsync. The loop queues a Ready and submits one call per Ready; the first call
@@ -505,8 +501,9 @@ class Driver:
                 raise
 
     def _save_readies(self, batch: list[Ready]) -> None:
-        """Snapshots in order, and the entries and hard states around them merged into as
-        few saves as the snapshots allow: a later Ready's entries replace those of earlier
+        """On the disk thread: each Ready's snapshot first, then its hard state and entries
+        (etcd's order), those of consecutive Readies merged into as few saves as the
+        snapshots allow: a later Ready's entries replace those of earlier
         ones from their first index on (raft's conflict truncation); the newest hard state
         stands for all."""
         fp = self.hooks.failpoint

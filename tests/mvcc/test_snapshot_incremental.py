@@ -46,6 +46,16 @@ def _saved(s: MVCCStore, parts: SnapParts, token: SnapshotToken) -> bytes:
     return parts.join()
 
 
+def _with_base(puts: int, keys: int) -> tuple[MVCCStore, bytes]:
+    """A store of ``puts`` puts over ``keys`` keys, snapshotted and saved: the base of the
+    next incremental snapshot. Returns the store and that snapshot's bytes."""
+    s = MVCCStore()
+    for i in range(puts):
+        s.apply(PutRequest(b"k%d" % (i % keys), b"v%d" % i))
+    parts, token = _fork(s)
+    return s, _saved(s, parts, token)
+
+
 def _restored(data: bytes) -> MVCCStore:
     r = MVCCStore()
     r.restore(data)
@@ -100,11 +110,7 @@ def test_a_snapshot_with_nothing_new_reuses_the_base_alone() -> None:
 
 @pytest.mark.parametrize("void", ["compaction", "unsaved", "restore", "stale token"])
 def test_what_voids_the_base_makes_a_full_snapshot(void: str) -> None:
-    s = MVCCStore()
-    for i in range(30):
-        s.apply(PutRequest(b"k%d" % (i % 4), b"v%d" % i))
-    parts, token = _fork(s)
-    data = _saved(s, parts, token)
+    s, data = _with_base(30, 4)
     s.apply(PutRequest(b"k1", b"later"))
     if void == "compaction":  # the reused bytes hold versions a compaction dropped
         s.apply(CompactionRequest(20))
@@ -257,11 +263,7 @@ def test_a_delta_packed_while_writes_go_on_is_the_state_of_its_instant(
 
 @pytest.mark.parametrize("change", ["compaction", "restore"])
 def test_a_delta_whose_history_changed_underneath_is_abandoned(change: str) -> None:
-    s = MVCCStore()
-    for i in range(20):
-        s.apply(PutRequest(b"k%d" % (i % 3), b"v%d" % i))
-    parts, token = _fork(s)
-    data = _saved(s, parts, token)
+    s, data = _with_base(20, 3)
     s.apply(PutRequest(b"k1", b"new"))
     plan = s.plan_delta()
     assert plan is not None and s.plan_delta() is None  # one at a time: the base is taken
